@@ -1,0 +1,70 @@
+from django.db import models
+
+
+class Character(models.Model):
+    # A string reference: characters never imports the dramas package (DESIGN.md §2).
+    drama = models.ForeignKey("dramas.Drama", on_delete=models.CASCADE, related_name="characters")
+    name = models.CharField(max_length=100)
+    appearance_notes = models.TextField(
+        blank=True,
+        max_length=2000,
+        help_text="How they look: age, hair, build, wardrobe. Added to every render prompt.",
+    )
+    voice = models.CharField(max_length=200, blank=True, help_text="Voice notes for lip sync.")
+    # The profile: L2-normalised mean of the good references' face embeddings (float32 bytes).
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=100, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["drama", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["drama", "name"], name="character_name_per_drama")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReferenceQuality(models.TextChoices):
+    PENDING = "pending", "Not analysed yet"
+    GOOD = "good", "Good"
+    NO_FACE = "no_face", "No face found"
+    SEVERAL_FACES = "several_faces", "Several faces"
+    TOO_SMALL = "too_small", "Face too small"
+    OUTLIER = "outlier", "May be a different person"
+
+
+def reference_upload_path(instance: "ReferenceImage", filename: str) -> str:
+    return f"references/{instance.character_id}/{instance.sha256[:16]}.jpg"
+
+
+class ReferenceImage(models.Model):
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="references")
+    # The normalised copy: EXIF orientation applied, RGB, metadata stripped, JPEG.
+    image = models.ImageField(upload_to=reference_upload_path)
+    original_name = models.CharField(max_length=255)
+    # sha256 of the uploaded bytes: the same file is stored once per character.
+    sha256 = models.CharField(max_length=64)
+    original_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    face_box = models.JSONField(null=True, blank=True, help_text="[left, top, right, bottom]")
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    quality = models.CharField(
+        max_length=20, choices=ReferenceQuality, default=ReferenceQuality.PENDING
+    )
+    quality_message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["character", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["character", "sha256"], name="reference_once_per_character"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.character}: {self.original_name}"

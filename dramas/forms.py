@@ -1,0 +1,59 @@
+from django import forms
+
+from characters.models import Character
+from dramas.models import Chapter, DialogLine, Drama, Role, Scene
+
+
+class DramaForm(forms.ModelForm):
+    class Meta:
+        model = Drama
+        fields = ["title", "logline", "genre", "style", "language", "aspect", "budget_usd"]
+        widgets = {"logline": forms.Textarea(attrs={"rows": 3})}
+        labels = {"budget_usd": "Budget (USD)"}
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.EDITOR)
+
+
+class ChapterForm(forms.ModelForm):
+    class Meta:
+        model = Chapter
+        fields = ["title", "synopsis"]
+        widgets = {"synopsis": forms.Textarea(attrs={"rows": 3})}
+
+
+class SceneForm(forms.ModelForm):
+    class Meta:
+        model = Scene
+        fields = ["location", "time_of_day", "action", "camera", "duration_s", "mood",
+                  "characters"]
+        widgets = {
+            "action": forms.Textarea(attrs={"rows": 3}),
+            "characters": forms.CheckboxSelectMultiple,
+            "duration_s": forms.NumberInput(attrs={"step": "0.5", "min": 1, "max": 60}),
+        }
+        labels = {"duration_s": "Duration (s)", "action": "Action / visual prompt"}
+
+    def __init__(self, *args, drama: Drama, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["characters"].queryset = Character.objects.filter(drama=drama)
+
+
+class DialogLineForm(forms.ModelForm):
+    class Meta:
+        model = DialogLine
+        fields = ["speaker", "line", "emotion"]
+        widgets = {"line": forms.TextInput(attrs={"placeholder": "What they say"}),
+                   "emotion": forms.TextInput(attrs={"placeholder": "emotion"})}
+
+    def __init__(self, *args, drama: Drama, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["speaker"].queryset = Character.objects.filter(drama=drama)
+        self.fields["speaker"].empty_label = "Narrator"
+        self.fields["speaker"].required = False
+
+
+class VersionForm(forms.Form):
+    note = forms.CharField(max_length=200, required=False)

@@ -1,0 +1,1 @@
+"""Studio views: thin. Parse, check membership and role, call a service, render."""

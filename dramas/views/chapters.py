@@ -1,0 +1,331 @@
+"""Chapter editor: chapters, their ordered scenes, dialog lines and kept script versions.
+
+Each write answers htmx with the fragment it changed and a plain form post with a redirect,
+so the editor works without reloads and with them.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from dramas import services
+from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
+from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
+from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
+
+EDITOR = "dramas/chapter_editor.html"
+
+
+def _chapter(drama, chapter_id: int) -> Chapter:
+    return get_object_or_404(Chapter, drama=drama, id=chapter_id)
+
+
+def _scene(drama, scene_id: int) -> Scene:
+    return get_object_or_404(Scene.objects.select_related("chapter"), chapter__drama=drama,
+                             id=scene_id)
+
+
+def _line(drama, line_id: int) -> DialogLine:
+    return get_object_or_404(
+        DialogLine.objects.select_related("scene__chapter"), scene__chapter__drama=drama,
+        id=line_id,
+    )
+
+
+def _editor_url(chapter: Chapter, anchor: str = "") -> str:
+    url = reverse("chapter_editor", args=[chapter.drama_id, chapter.id])
+    return f"{url}#{anchor}" if anchor else url
+
+
+def _editor_context(request, chapter: Chapter, **extra) -> dict:
+    drama = chapter.drama
+    context = {
+        "drama": drama,
+        "chapter": chapter,
+        "scenes": chapter.scenes.prefetch_related("characters", "lines__speaker"),
+        "characters": list(drama.characters.order_by("name")),
+        "can_edit": can(request, Role.EDITOR),
+        "new_scene_form": SceneForm(drama=drama, prefix="new"),
+        "version_count": chapter.versions.count(),
+    }
+    context.update(extra)
+    return context
+
+
+def _render_editor(request, chapter, partial: str | None = None, status: int = 200, **extra):
+    """The fragment for htmx, or the whole editor page (same partials) for a plain request."""
+    context = _editor_context(request, chapter, **extra)
+    template = f"{EDITOR}#{partial}" if request.htmx and partial else EDITOR
+    return render(request, template, context, status=status)
+
+
+# --- Chapters ----------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@drama_view(read=Role.EDITOR)
+def chapter_create(request, drama):
+    form = ChapterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        chapter = services.chapter_create(drama=drama, **form.cleaned_data)
+        messages.success(request, f"Chapter {chapter.number} created. Add its scenes.")
+        return done(request, _editor_url(chapter))
+    return render(request, "dramas/chapter_form.html", {"form": form, "drama": drama},
+                  status=INVALID if form.errors else 200)
+
+
+@require_http_methods(["GET"])
+@drama_view()
+def chapter_editor(request, drama, chapter_id: int):
+    return _render_editor(request, _chapter(drama, chapter_id))
+
+
+@require_http_methods(["GET", "POST"])
+@drama_view(read=Role.EDITOR)
+def chapter_edit(request, drama, chapter_id: int):
+    chapter = _chapter(drama, chapter_id)
+    form = ChapterForm(request.POST or None, instance=chapter)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return done(request, _editor_url(chapter), partial=f"{EDITOR}#chapter-header",
+                    context=_editor_context(request, chapter))
+    if request.method == "GET" and not request.htmx:
+        return _render_editor(request, chapter, chapter_form=form)
+    return _render_editor(request, chapter, "chapter-header", chapter_form=form,
+                          status=INVALID if form.errors else 200)
+
+
+@require_POST
+@drama_view()
+def chapter_delete(request, drama, chapter_id: int):
+    chapter = _chapter(drama, chapter_id)
+    services.chapter_delete(chapter=chapter)
+    messages.success(request, f"Chapter “{chapter.title}” was deleted.")
+    return done(request, reverse("drama_board", args=[drama.id]))
+
+
+# --- Scenes ------------------------------------------------------------------------------------
+
+
+@require_POST
+@drama_view()
+def scene_create(request, drama, chapter_id: int):
+    chapter = _chapter(drama, chapter_id)
+    form = SceneForm(request.POST, drama=drama, prefix="new")
+    if form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            scene = services.scene_create(
+                chapter=chapter, characters=list(data.pop("characters")), **data
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            return done(request, _editor_url(chapter, f"scene-{scene.id}"),
+                        partial=f"{EDITOR}#scenes-panel",
+                        context=_editor_context(request, chapter))
+    return _render_editor(request, chapter, "scenes-panel", status=INVALID,
+                          new_scene_form=form)
+
+
+@require_http_methods(["GET"])
+@drama_view()
+def scene_card(request, drama, scene_id: int):
+    scene = _scene(drama, scene_id)
+    return _render_editor(request, scene.chapter, "scene-card", scene=scene)
+
+
+@require_http_methods(["GET", "POST"])
+@drama_view(read=Role.EDITOR)
+def scene_edit(request, drama, scene_id: int):
+    scene = _scene(drama, scene_id)
+    form = SceneForm(request.POST or None, instance=scene, drama=drama,
+                     prefix=f"scene-{scene.id}")
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            services.scene_update(scene=scene, characters=list(data.pop("characters")), **data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
+                        partial=f"{EDITOR}#scene-card",
+                        context=_editor_context(request, scene.chapter, scene=scene))
+    if form.errors:
+        scene.refresh_from_db()  # show the stored scene around the rejected edit
+    return _render_editor(request, scene.chapter, "scene-card", scene=scene,
+                          editing_scene=scene, scene_form=form,
+                          status=INVALID if form.errors else 200)
+
+
+@require_POST
+@drama_view()
+def scene_delete(request, drama, scene_id: int):
+    scene = _scene(drama, scene_id)
+    chapter = scene.chapter
+    services.scene_delete(scene=scene)
+    return done(request, _editor_url(chapter), partial=f"{EDITOR}#scenes-panel",
+                context=_editor_context(request, chapter))
+
+
+def _offset(request) -> int:
+    try:
+        offset = int(request.POST.get("offset", ""))
+    except ValueError:
+        raise Http404("Move needs an offset of -1 or 1.") from None
+    return max(-1, min(1, offset))
+
+
+@require_POST
+@drama_view()
+def scene_move(request, drama, scene_id: int):
+    scene = _scene(drama, scene_id)
+    services.scene_move(scene=scene, offset=_offset(request))
+    return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scenes-panel",
+                context=_editor_context(request, scene.chapter))
+
+
+@require_POST
+@drama_view()
+def scenes_reorder(request, drama, chapter_id: int):
+    chapter = _chapter(drama, chapter_id)
+    raw = request.POST.getlist("scene")
+    try:
+        services.scenes_reorder(chapter=chapter, scene_ids=[int(value) for value in raw])
+    except (ValueError, ValidationError):
+        messages.error(request, "The scenes changed while you were dragging; here is the "
+                                "current order.")
+    return done(request, _editor_url(chapter), partial=f"{EDITOR}#scenes-panel",
+                context=_editor_context(request, chapter))
+
+
+# --- Dialog lines ------------------------------------------------------------------------------
+
+
+@require_POST
+@drama_view()
+def line_create(request, drama, scene_id: int):
+    scene = _scene(drama, scene_id)
+    form = DialogLineForm(request.POST, drama=drama, prefix=f"line-new-{scene.id}")
+    if form.is_valid():
+        try:
+            services.line_create(scene=scene, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
+                        partial=f"{EDITOR}#scene-card",
+                        context=_editor_context(request, scene.chapter, scene=scene))
+    return _render_editor(request, scene.chapter, "scene-card", scene=scene,
+                          new_line_form=form, new_line_scene_id=scene.id, status=INVALID)
+
+
+@require_http_methods(["GET", "POST"])
+@drama_view(read=Role.EDITOR)
+def line_edit(request, drama, line_id: int):
+    dialog = _line(drama, line_id)
+    scene = dialog.scene
+    form = DialogLineForm(request.POST or None, instance=dialog, drama=drama,
+                          prefix=f"line-{dialog.id}")
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.line_update(dialog=dialog, line=data["line"], speaker=data["speaker"],
+                                 emotion=data["emotion"])
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
+                        partial=f"{EDITOR}#scene-card",
+                        context=_editor_context(request, scene.chapter, scene=scene))
+    if form.errors:
+        dialog.refresh_from_db()
+    return _render_editor(request, scene.chapter, "scene-card", scene=scene,
+                          editing_line_id=dialog.id, line_form=form,
+                          status=INVALID if form.errors else 200)
+
+
+@require_POST
+@drama_view()
+def line_delete(request, drama, line_id: int):
+    dialog = _line(drama, line_id)
+    scene = dialog.scene
+    services.line_delete(dialog=dialog)
+    return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scene-card",
+                context=_editor_context(request, scene.chapter, scene=scene))
+
+
+@require_POST
+@drama_view()
+def line_move(request, drama, line_id: int):
+    dialog = _line(drama, line_id)
+    scene = dialog.scene
+    services.line_move(dialog=dialog, offset=_offset(request))
+    return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scene-card",
+                context=_editor_context(request, scene.chapter, scene=scene))
+
+
+# --- Versions ----------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@drama_view()
+def chapter_versions(request, drama, chapter_id: int):
+    chapter = _chapter(drama, chapter_id)
+    form = VersionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        latest = chapter.versions.order_by("-number").first()
+        version = services.chapter_version_save(
+            chapter=chapter, user=request.user, note=form.cleaned_data["note"]
+        )
+        if latest is not None and version.id == latest.id:
+            messages.info(request, f"No changes since version {version.number}.")
+        else:
+            messages.success(request, f"Saved as version {version.number}.")
+        return done(request, reverse("chapter_versions", args=[drama.id, chapter.id]))
+    versions = chapter.versions.select_related("created_by")
+    return render(request, "dramas/versions.html", {
+        "drama": drama, "chapter": chapter, "versions": versions, "form": form,
+        "can_edit": can(request, Role.EDITOR),
+    }, status=INVALID if form.errors else 200)
+
+
+@require_http_methods(["GET"])
+@drama_view()
+def chapter_version_detail(request, drama, chapter_id: int, version_id: int):
+    chapter = _chapter(drama, chapter_id)
+    version = get_object_or_404(ChapterVersion, chapter=chapter, id=version_id)
+    compare_id = request.GET.get("compare", "")
+    if compare_id.isdigit():
+        other = get_object_or_404(ChapterVersion, chapter=chapter, id=int(compare_id))
+        other_script, other_label = other.script, f"Version {other.number}"
+    else:
+        other_script, other_label = services.chapter_script(chapter=chapter), "Current script"
+    return render(request, "dramas/version_detail.html", {
+        "drama": drama, "chapter": chapter, "version": version,
+        "versions": chapter.versions.all(),
+        "rows": services.scripts_side_by_side(left=version.script, right=other_script),
+        "other_label": other_label,
+        "can_edit": can(request, Role.EDITOR),
+    })
+
+
+@require_POST
+@drama_view()
+def chapter_version_restore(request, drama, chapter_id: int, version_id: int):
+    chapter = _chapter(drama, chapter_id)
+    version = get_object_or_404(ChapterVersion, chapter=chapter, id=version_id)
+    try:
+        services.chapter_version_restore(version=version, user=request.user)
+    except ValidationError as error:
+        messages.error(request, "This version cannot be restored: " + " ".join(error.messages))
+        return done(request, reverse("chapter_versions", args=[drama.id, chapter.id]))
+    messages.success(request, f"Restored version {version.number}; the script you had is "
+                              "kept as a version too.")
+    return done(request, _editor_url(chapter))

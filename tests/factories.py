@@ -1,0 +1,82 @@
+"""Keyword-only factories: each states only what a test depends on."""
+
+import io
+import itertools
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from characters import services as character_services
+from dramas import services
+from dramas.models import Membership, Role
+
+FACES_DIR = Path(__file__).resolve().parent.parent / "dramas" / "demo" / "faces"
+PASSWORD = "a-long-test-password"
+_counter = itertools.count(1)
+
+
+def create_user(*, username: str | None = None, is_staff: bool = False):
+    username = username or f"user{next(_counter)}"
+    return get_user_model().objects.create_user(
+        username=username, password=PASSWORD, is_staff=is_staff
+    )
+
+
+def create_drama(*, owner=None, title: str = "Neon Vows", **fields):
+    owner = owner or create_user()
+    return services.drama_create(creator=owner, title=title, **fields)
+
+
+def add_member(*, drama, user=None, role: Role = Role.EDITOR):
+    user = user or create_user()
+    Membership.objects.create(drama=drama, user=user, role=role)
+    return user
+
+
+def create_character(*, drama, name: str | None = None, portrait: str | None = None, **fields):
+    """A character; with `portrait` (a file in FACES_DIR) it also gets that reference image."""
+    character = character_services.character_create(
+        drama=drama, name=name or f"Character {next(_counter)}", **fields
+    )
+    if portrait:
+        [result] = character_services.reference_images_add(
+            character=character, files=[face_upload(portrait)]
+        )
+        assert result.ok, result.error
+    return character
+
+
+def create_chapter(*, drama, title: str = "The Contract", synopsis: str = ""):
+    return services.chapter_create(drama=drama, title=title, synopsis=synopsis)
+
+
+def create_scene(*, chapter, location: str = "Rooftop bar", action: str = "She turns away.",
+                 characters=(), **fields):
+    return services.scene_create(
+        chapter=chapter, location=location, action=action, characters=characters, **fields
+    )
+
+
+def create_line(*, scene, line: str = "You came back.", speaker=None, emotion: str = ""):
+    return services.line_create(scene=scene, line=line, speaker=speaker, emotion=emotion)
+
+
+def image_bytes(*, size=(64, 48), color=(200, 120, 80), format: str = "PNG", **save_args) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format=format, **save_args)
+    return out.getvalue()
+
+
+def upload(*, name: str = "face.png", content: bytes | None = None,
+           content_type: str = "image/png") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, image_bytes() if content is None else content,
+                              content_type=content_type)
+
+
+def face_upload(name: str) -> SimpleUploadedFile:
+    """One of the public-domain portraits shipped with the demo drama."""
+    path = FACES_DIR / name
+    content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
+    return SimpleUploadedFile(name, path.read_bytes(), content_type=content_type)
