@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Character(models.Model):
@@ -20,7 +21,12 @@ class Character(models.Model):
     class Meta:
         ordering = ["drama", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["drama", "name"], name="character_name_per_drama")
+            models.UniqueConstraint(
+                "drama",
+                Lower("name"),
+                name="character_name_per_drama",
+                violation_error_message="This drama already has a character with this name.",
+            )
         ]
 
     def __str__(self) -> str:

@@ -13,6 +13,9 @@ from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
+# Phones save multi-picture JPEGs (MPO); they are JPEGs to the producer and the first frame is
+# the photo.
+ACCEPTED_FORMATS = {**ALLOWED_FORMATS, "MPO": "JPEG"}
 
 
 class UploadRejected(ValueError):
@@ -60,8 +63,11 @@ def normalise_image(data: bytes) -> NormalisedImage:
             with Image.open(io.BytesIO(data)) as probe:
                 image_format = probe.format
                 width, height = probe.size
-        except (UnidentifiedImageError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as error:
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as error:
             if isinstance(error, UnidentifiedImageError):
                 raise UploadRejected(
                     f"This is not an image we can read. Upload a {allowed} file."
@@ -70,11 +76,11 @@ def normalise_image(data: bytes) -> NormalisedImage:
                 f"The image is too large to open safely; the limit is "
                 f"{max_pixels / 1e6:.0f} megapixels."
             ) from None
-        except Exception:  # noqa: BLE001 - any decoder failure is the file's fault
+        except Exception:
             raise UploadRejected(
                 f"This file could not be read as an image. Upload a {allowed} file."
             ) from None
-        if image_format not in ALLOWED_FORMATS:
+        if image_format not in ACCEPTED_FORMATS:
             raise UploadRejected(
                 f"{image_format or 'This'} images are not accepted. Upload a {allowed} file."
             )
@@ -89,7 +95,7 @@ def normalise_image(data: bytes) -> NormalisedImage:
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(upright)
-        except Exception:  # noqa: BLE001 - truncated or corrupt pixel data
+        except Exception:
             raise UploadRejected(
                 "The image is damaged or incomplete (it could not be decoded to the end). "
                 "Export it again and re-upload."
@@ -98,6 +104,7 @@ def normalise_image(data: bytes) -> NormalisedImage:
     max_side = settings.REFERENCE_MAX_SIDE
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    rgb.info.clear()  # no comment, ICC or EXIF rides along into the stored copy
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=92, optimize=True)
     return NormalisedImage(

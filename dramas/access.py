@@ -9,11 +9,7 @@ from dramas.models import Drama, Membership, Role
 def membership_for(user, drama_id: int) -> Membership | None:
     if not user.is_authenticated:
         return None
-    return (
-        Membership.objects.select_related("drama")
-        .filter(drama_id=drama_id, user=user)
-        .first()
-    )
+    return Membership.objects.select_related("drama").filter(drama_id=drama_id, user=user).first()
 
 
 def get_drama_for(user, drama_id: int, *, role: Role = Role.VIEWER) -> tuple[Drama, Membership]:

@@ -27,8 +27,7 @@ class ChapterForm(forms.ModelForm):
 class SceneForm(forms.ModelForm):
     class Meta:
         model = Scene
-        fields = ["location", "time_of_day", "action", "camera", "duration_s", "mood",
-                  "characters"]
+        fields = ["location", "time_of_day", "action", "camera", "duration_s", "mood", "characters"]
         widgets = {
             "action": forms.Textarea(attrs={"rows": 3}),
             "characters": forms.CheckboxSelectMultiple,
@@ -45,8 +44,10 @@ class DialogLineForm(forms.ModelForm):
     class Meta:
         model = DialogLine
         fields = ["speaker", "line", "emotion"]
-        widgets = {"line": forms.TextInput(attrs={"placeholder": "What they say"}),
-                   "emotion": forms.TextInput(attrs={"placeholder": "emotion"})}
+        widgets = {
+            "line": forms.TextInput(attrs={"placeholder": "What they say"}),
+            "emotion": forms.TextInput(attrs={"placeholder": "emotion"}),
+        }
 
     def __init__(self, *args, drama: Drama, **kwargs):
         super().__init__(*args, **kwargs)

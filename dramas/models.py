@@ -177,9 +177,7 @@ class Scene(models.Model):
         default=5.0, validators=[MinValueValidator(SCENE_MIN_S), MaxValueValidator(SCENE_MAX_S)]
     )
     mood = models.CharField(max_length=100, blank=True)
-    characters = models.ManyToManyField(
-        "characters.Character", blank=True, related_name="scenes"
-    )
+    characters = models.ManyToManyField("characters.Character", blank=True, related_name="scenes")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -22,7 +22,7 @@ class HtmxMessagesMiddleware:
         ):
             return response
         storage = get_messages(request)
-        if not storage:  # noqa: SIM108 - iterating would mark them read
+        if not storage:
             return response
         html = render_to_string(
             "partials/messages_oob.html", {"messages": storage}, request=request

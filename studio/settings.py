@@ -162,7 +162,8 @@ REFERENCE_MAX_SIDE = int(os.environ.get("REFERENCE_MAX_SIDE", 4096))
 # A request may carry UPLOAD_MAX_FILES files at the limit; Django streams big files to disk.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+# Django's own hard stop sits above ours so a producer gets our message, not a bare 400.
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES * 5
 
 # --- Security ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -5,6 +5,12 @@ from tests.factories import PASSWORD, create_drama, create_user
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The real hasher is deliberately slow; hundreds of test logins do not need that.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Uploads of each test land in its own folder, never in var/media."""
     settings.MEDIA_ROOT = tmp_path / "media"

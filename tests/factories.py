@@ -52,8 +52,14 @@ def create_chapter(*, drama, title: str = "The Contract", synopsis: str = ""):
     return services.chapter_create(drama=drama, title=title, synopsis=synopsis)
 
 
-def create_scene(*, chapter, location: str = "Rooftop bar", action: str = "She turns away.",
-                 characters=(), **fields):
+def create_scene(
+    *,
+    chapter,
+    location: str = "Rooftop bar",
+    action: str = "She turns away.",
+    characters=(),
+    **fields,
+):
     return services.scene_create(
         chapter=chapter, location=location, action=action, characters=characters, **fields
     )
@@ -69,10 +75,12 @@ def image_bytes(*, size=(64, 48), color=(200, 120, 80), format: str = "PNG", **s
     return out.getvalue()
 
 
-def upload(*, name: str = "face.png", content: bytes | None = None,
-           content_type: str = "image/png") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, image_bytes() if content is None else content,
-                              content_type=content_type)
+def upload(
+    *, name: str = "face.png", content: bytes | None = None, content_type: str = "image/png"
+) -> SimpleUploadedFile:
+    return SimpleUploadedFile(
+        name, image_bytes() if content is None else content, content_type=content_type
+    )
 
 
 def face_upload(name: str) -> SimpleUploadedFile:

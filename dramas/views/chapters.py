@@ -24,13 +24,15 @@ def _chapter(drama, chapter_id: int) -> Chapter:
 
 
 def _scene(drama, scene_id: int) -> Scene:
-    return get_object_or_404(Scene.objects.select_related("chapter"), chapter__drama=drama,
-                             id=scene_id)
+    return get_object_or_404(
+        Scene.objects.select_related("chapter"), chapter__drama=drama, id=scene_id
+    )
 
 
 def _line(drama, line_id: int) -> DialogLine:
     return get_object_or_404(
-        DialogLine.objects.select_related("scene__chapter"), scene__chapter__drama=drama,
+        DialogLine.objects.select_related("scene__chapter"),
+        scene__chapter__drama=drama,
         id=line_id,
     )
 
@@ -65,41 +67,54 @@ def _render_editor(request, chapter, partial: str | None = None, status: int = 2
 # --- Chapters ----------------------------------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.EDITOR)
+@require_http_methods(["GET", "POST"])
 def chapter_create(request, drama):
     form = ChapterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         chapter = services.chapter_create(drama=drama, **form.cleaned_data)
         messages.success(request, f"Chapter {chapter.number} created. Add its scenes.")
         return done(request, _editor_url(chapter))
-    return render(request, "dramas/chapter_form.html", {"form": form, "drama": drama},
-                  status=INVALID if form.errors else 200)
+    return render(
+        request,
+        "dramas/chapter_form.html",
+        {"form": form, "drama": drama},
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_http_methods(["GET"])
 @drama_view()
+@require_http_methods(["GET"])
 def chapter_editor(request, drama, chapter_id: int):
     return _render_editor(request, _chapter(drama, chapter_id))
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.EDITOR)
+@require_http_methods(["GET", "POST"])
 def chapter_edit(request, drama, chapter_id: int):
     chapter = _chapter(drama, chapter_id)
     form = ChapterForm(request.POST or None, instance=chapter)
     if request.method == "POST" and form.is_valid():
         form.save()
-        return done(request, _editor_url(chapter), partial=f"{EDITOR}#chapter-header",
-                    context=_editor_context(request, chapter))
+        return done(
+            request,
+            _editor_url(chapter),
+            partial=f"{EDITOR}#chapter-header",
+            context=_editor_context(request, chapter),
+        )
     if request.method == "GET" and not request.htmx:
         return _render_editor(request, chapter, chapter_form=form)
-    return _render_editor(request, chapter, "chapter-header", chapter_form=form,
-                          status=INVALID if form.errors else 200)
+    return _render_editor(
+        request,
+        chapter,
+        "chapter-header",
+        chapter_form=form,
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def chapter_delete(request, drama, chapter_id: int):
     chapter = _chapter(drama, chapter_id)
     services.chapter_delete(chapter=chapter)
@@ -110,8 +125,8 @@ def chapter_delete(request, drama, chapter_id: int):
 # --- Scenes ------------------------------------------------------------------------------------
 
 
-@require_POST
 @drama_view()
+@require_POST
 def scene_create(request, drama, chapter_id: int):
     chapter = _chapter(drama, chapter_id)
     form = SceneForm(request.POST, drama=drama, prefix="new")
@@ -124,26 +139,27 @@ def scene_create(request, drama, chapter_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(request, _editor_url(chapter, f"scene-{scene.id}"),
-                        partial=f"{EDITOR}#scenes-panel",
-                        context=_editor_context(request, chapter))
-    return _render_editor(request, chapter, "scenes-panel", status=INVALID,
-                          new_scene_form=form)
+            return done(
+                request,
+                _editor_url(chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scenes-update",
+                context=_editor_context(request, chapter),
+            )
+    return _render_editor(request, chapter, "scenes-update", status=INVALID, new_scene_form=form)
 
 
-@require_http_methods(["GET"])
 @drama_view()
+@require_http_methods(["GET"])
 def scene_card(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
-    return _render_editor(request, scene.chapter, "scene-card", scene=scene)
+    return _render_editor(request, scene.chapter, "scene-update", scene=scene)
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.EDITOR)
+@require_http_methods(["GET", "POST"])
 def scene_edit(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
-    form = SceneForm(request.POST or None, instance=scene, drama=drama,
-                     prefix=f"scene-{scene.id}")
+    form = SceneForm(request.POST or None, instance=scene, drama=drama, prefix=f"scene-{scene.id}")
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         try:
@@ -151,24 +167,37 @@ def scene_edit(request, drama, scene_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
-                        partial=f"{EDITOR}#scene-card",
-                        context=_editor_context(request, scene.chapter, scene=scene))
+            return done(
+                request,
+                _editor_url(scene.chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scene-update",
+                context=_editor_context(request, scene.chapter, scene=scene),
+            )
     if form.errors:
         scene.refresh_from_db()  # show the stored scene around the rejected edit
-    return _render_editor(request, scene.chapter, "scene-card", scene=scene,
-                          editing_scene=scene, scene_form=form,
-                          status=INVALID if form.errors else 200)
+    return _render_editor(
+        request,
+        scene.chapter,
+        "scene-update",
+        scene=scene,
+        editing_scene=scene,
+        scene_form=form,
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def scene_delete(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     chapter = scene.chapter
     services.scene_delete(scene=scene)
-    return done(request, _editor_url(chapter), partial=f"{EDITOR}#scenes-panel",
-                context=_editor_context(request, chapter))
+    return done(
+        request,
+        _editor_url(chapter),
+        partial=f"{EDITOR}#scenes-update",
+        context=_editor_context(request, chapter),
+    )
 
 
 def _offset(request) -> int:
@@ -179,35 +208,43 @@ def _offset(request) -> int:
     return max(-1, min(1, offset))
 
 
-@require_POST
 @drama_view()
+@require_POST
 def scene_move(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     services.scene_move(scene=scene, offset=_offset(request))
-    return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scenes-panel",
-                context=_editor_context(request, scene.chapter))
+    return done(
+        request,
+        _editor_url(scene.chapter, f"scene-{scene.id}"),
+        partial=f"{EDITOR}#scenes-update",
+        context=_editor_context(request, scene.chapter),
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def scenes_reorder(request, drama, chapter_id: int):
     chapter = _chapter(drama, chapter_id)
     raw = request.POST.getlist("scene")
     try:
         services.scenes_reorder(chapter=chapter, scene_ids=[int(value) for value in raw])
     except (ValueError, ValidationError):
-        messages.error(request, "The scenes changed while you were dragging; here is the "
-                                "current order.")
-    return done(request, _editor_url(chapter), partial=f"{EDITOR}#scenes-panel",
-                context=_editor_context(request, chapter))
+        messages.error(
+            request, "The scenes changed while you were dragging; here is the current order."
+        )
+    return done(
+        request,
+        _editor_url(chapter),
+        partial=f"{EDITOR}#scenes-update",
+        context=_editor_context(request, chapter),
+    )
 
 
 # --- Dialog lines ------------------------------------------------------------------------------
 
 
-@require_POST
 @drama_view()
+@require_POST
 def line_create(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     form = DialogLineForm(request.POST, drama=drama, prefix=f"line-new-{scene.id}")
@@ -217,65 +254,92 @@ def line_create(request, drama, scene_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
-                        partial=f"{EDITOR}#scene-card",
-                        context=_editor_context(request, scene.chapter, scene=scene))
-    return _render_editor(request, scene.chapter, "scene-card", scene=scene,
-                          new_line_form=form, new_line_scene_id=scene.id, status=INVALID)
+            return done(
+                request,
+                _editor_url(scene.chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scene-update",
+                context=_editor_context(request, scene.chapter, scene=scene),
+            )
+    return _render_editor(
+        request,
+        scene.chapter,
+        "scene-update",
+        scene=scene,
+        new_line_form=form,
+        new_line_scene_id=scene.id,
+        status=INVALID,
+    )
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.EDITOR)
+@require_http_methods(["GET", "POST"])
 def line_edit(request, drama, line_id: int):
     dialog = _line(drama, line_id)
     scene = dialog.scene
-    form = DialogLineForm(request.POST or None, instance=dialog, drama=drama,
-                          prefix=f"line-{dialog.id}")
+    form = DialogLineForm(
+        request.POST or None, instance=dialog, drama=drama, prefix=f"line-{dialog.id}"
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            services.line_update(dialog=dialog, line=data["line"], speaker=data["speaker"],
-                                 emotion=data["emotion"])
+            services.line_update(
+                dialog=dialog, line=data["line"], speaker=data["speaker"], emotion=data["emotion"]
+            )
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
-                        partial=f"{EDITOR}#scene-card",
-                        context=_editor_context(request, scene.chapter, scene=scene))
+            return done(
+                request,
+                _editor_url(scene.chapter, f"scene-{scene.id}"),
+                partial=f"{EDITOR}#scene-update",
+                context=_editor_context(request, scene.chapter, scene=scene),
+            )
     if form.errors:
         dialog.refresh_from_db()
-    return _render_editor(request, scene.chapter, "scene-card", scene=scene,
-                          editing_line_id=dialog.id, line_form=form,
-                          status=INVALID if form.errors else 200)
+    return _render_editor(
+        request,
+        scene.chapter,
+        "scene-update",
+        scene=scene,
+        editing_line_id=dialog.id,
+        line_form=form,
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def line_delete(request, drama, line_id: int):
     dialog = _line(drama, line_id)
     scene = dialog.scene
     services.line_delete(dialog=dialog)
-    return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scene-card",
-                context=_editor_context(request, scene.chapter, scene=scene))
+    return done(
+        request,
+        _editor_url(scene.chapter, f"scene-{scene.id}"),
+        partial=f"{EDITOR}#scene-update",
+        context=_editor_context(request, scene.chapter, scene=scene),
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def line_move(request, drama, line_id: int):
     dialog = _line(drama, line_id)
     scene = dialog.scene
     services.line_move(dialog=dialog, offset=_offset(request))
-    return done(request, _editor_url(scene.chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scene-card",
-                context=_editor_context(request, scene.chapter, scene=scene))
+    return done(
+        request,
+        _editor_url(scene.chapter, f"scene-{scene.id}"),
+        partial=f"{EDITOR}#scene-update",
+        context=_editor_context(request, scene.chapter, scene=scene),
+    )
 
 
 # --- Versions ----------------------------------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view()
+@require_http_methods(["GET", "POST"])
 def chapter_versions(request, drama, chapter_id: int):
     chapter = _chapter(drama, chapter_id)
     form = VersionForm(request.POST or None)
@@ -290,14 +354,22 @@ def chapter_versions(request, drama, chapter_id: int):
             messages.success(request, f"Saved as version {version.number}.")
         return done(request, reverse("chapter_versions", args=[drama.id, chapter.id]))
     versions = chapter.versions.select_related("created_by")
-    return render(request, "dramas/versions.html", {
-        "drama": drama, "chapter": chapter, "versions": versions, "form": form,
-        "can_edit": can(request, Role.EDITOR),
-    }, status=INVALID if form.errors else 200)
+    return render(
+        request,
+        "dramas/versions.html",
+        {
+            "drama": drama,
+            "chapter": chapter,
+            "versions": versions,
+            "form": form,
+            "can_edit": can(request, Role.EDITOR),
+        },
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_http_methods(["GET"])
 @drama_view()
+@require_http_methods(["GET"])
 def chapter_version_detail(request, drama, chapter_id: int, version_id: int):
     chapter = _chapter(drama, chapter_id)
     version = get_object_or_404(ChapterVersion, chapter=chapter, id=version_id)
@@ -307,17 +379,23 @@ def chapter_version_detail(request, drama, chapter_id: int, version_id: int):
         other_script, other_label = other.script, f"Version {other.number}"
     else:
         other_script, other_label = services.chapter_script(chapter=chapter), "Current script"
-    return render(request, "dramas/version_detail.html", {
-        "drama": drama, "chapter": chapter, "version": version,
-        "versions": chapter.versions.all(),
-        "rows": services.scripts_side_by_side(left=version.script, right=other_script),
-        "other_label": other_label,
-        "can_edit": can(request, Role.EDITOR),
-    })
+    return render(
+        request,
+        "dramas/version_detail.html",
+        {
+            "drama": drama,
+            "chapter": chapter,
+            "version": version,
+            "versions": chapter.versions.all(),
+            "rows": services.scripts_side_by_side(left=version.script, right=other_script),
+            "other_label": other_label,
+            "can_edit": can(request, Role.EDITOR),
+        },
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def chapter_version_restore(request, drama, chapter_id: int, version_id: int):
     chapter = _chapter(drama, chapter_id)
     version = get_object_or_404(ChapterVersion, chapter=chapter, id=version_id)
@@ -326,6 +404,7 @@ def chapter_version_restore(request, drama, chapter_id: int, version_id: int):
     except ValidationError as error:
         messages.error(request, "This version cannot be restored: " + " ".join(error.messages))
         return done(request, reverse("chapter_versions", args=[drama.id, chapter.id]))
-    messages.success(request, f"Restored version {version.number}; the script you had is "
-                              "kept as a version too.")
+    messages.success(
+        request, f"Restored version {version.number}; the script you had is kept as a version too."
+    )
     return done(request, _editor_url(chapter))

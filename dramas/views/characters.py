@@ -41,8 +41,8 @@ def _detail_context(request, character: Character, **extra) -> dict:
     return context
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.EDITOR)
+@require_http_methods(["GET", "POST"])
 def character_create(request, drama):
     form = CharacterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -53,18 +53,22 @@ def character_create(request, drama):
         else:
             messages.success(request, f"{character.name} added. Upload reference images next.")
             return done(request, _character_url(character))
-    return render(request, "dramas/character_form.html", {"form": form, "drama": drama},
-                  status=INVALID if form.errors else 200)
+    return render(
+        request,
+        "dramas/character_form.html",
+        {"form": form, "drama": drama},
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_http_methods(["GET"])
 @drama_view()
+@require_http_methods(["GET"])
 def character_detail(request, drama, character_id: int):
     return render(request, DETAIL, _detail_context(request, _character(drama, character_id)))
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.EDITOR)
+@require_http_methods(["GET", "POST"])
 def character_edit(request, drama, character_id: int):
     character = _character(drama, character_id)
     form = CharacterForm(request.POST or None, instance=character)
@@ -75,19 +79,25 @@ def character_edit(request, drama, character_id: int):
             add_errors(form, error)
         else:
             messages.success(request, "Character saved.")
-            return done(request, _character_url(character),
-                        partial=f"{DETAIL}#character-info",
-                        context=_detail_context(request, character))
+            return done(
+                request,
+                _character_url(character),
+                partial=f"{DETAIL}#character-info",
+                context=_detail_context(request, character),
+            )
     if form.errors:
         character.refresh_from_db()
     template = f"{DETAIL}#character-info" if request.htmx else DETAIL
-    return render(request, template, _detail_context(request, character, form=form,
-                                                     editing=True),
-                  status=INVALID if form.errors else 200)
+    return render(
+        request,
+        template,
+        _detail_context(request, character, form=form, editing=True),
+        status=INVALID if form.errors else 200,
+    )
 
 
-@require_POST
 @drama_view()
+@require_POST
 def character_delete(request, drama, character_id: int):
     character = _character(drama, character_id)
     services.character_delete(character=character)
@@ -95,8 +105,8 @@ def character_delete(request, drama, character_id: int):
     return done(request, reverse("drama_board", args=[drama.id]))
 
 
-@require_POST
 @drama_view()
+@require_POST
 def reference_upload(request, drama, character_id: int):
     character = _character(drama, character_id)
     form = ReferenceUploadForm(request.POST, request.FILES)
@@ -127,8 +137,8 @@ def reference_upload(request, drama, character_id: int):
     )
 
 
-@require_http_methods(["GET"])
 @drama_view()
+@require_http_methods(["GET"])
 def reference_image(request, drama, character_id: int, reference_id: int):
     """The stored copy, streamed after the membership check (media is never public)."""
     reference = get_object_or_404(
@@ -143,13 +153,17 @@ def reference_image(request, drama, character_id: int, reference_id: int):
     return response
 
 
-@require_POST
 @drama_view()
+@require_POST
 def reference_delete(request, drama, character_id: int, reference_id: int):
     reference = get_object_or_404(
         ReferenceImage, character__drama=drama, character_id=character_id, id=reference_id
     )
     character = reference.character
     services.reference_image_delete(reference=reference)
-    return done(request, _character_url(character), partial=f"{DETAIL}#gallery",
-                context=_detail_context(request, character))
+    return done(
+        request,
+        _character_url(character),
+        partial=f"{DETAIL}#gallery",
+        context=_detail_context(request, character),
+    )

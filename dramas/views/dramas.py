@@ -23,9 +23,7 @@ def dashboard(request):
         )
         .order_by("-updated_at", "-id")
     )
-    roles = dict(
-        Membership.objects.filter(user=request.user).values_list("drama_id", "role")
-    )
+    roles = dict(Membership.objects.filter(user=request.user).values_list("drama_id", "role"))
     cards = [(drama, Role(roles[drama.id])) for drama in dramas]
     return render(request, "dramas/dashboard.html", {"cards": cards})
 
@@ -41,8 +39,8 @@ def drama_create(request):
     return render(request, "dramas/drama_form.html", {"form": form}, status=status)
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(read=Role.PRODUCER, write=Role.PRODUCER)
+@require_http_methods(["GET", "POST"])
 def drama_edit(request, drama):
     form = DramaForm(request.POST or None, instance=drama)
     if request.method == "POST" and form.is_valid():
@@ -50,12 +48,11 @@ def drama_edit(request, drama):
         messages.success(request, "Drama settings saved.")
         return done(request, reverse("drama_board", args=[drama.id]))
     status = INVALID if form.errors else 200
-    return render(request, "dramas/drama_form.html", {"form": form, "drama": drama},
-                  status=status)
+    return render(request, "dramas/drama_form.html", {"form": form, "drama": drama}, status=status)
 
 
-@require_POST
 @drama_view(write=Role.PRODUCER)
+@require_POST
 def drama_delete(request, drama):
     title = drama.title
     services.drama_delete(drama=drama)
@@ -63,12 +60,10 @@ def drama_delete(request, drama):
     return done(request, reverse("dashboard"))
 
 
-@require_http_methods(["GET"])
 @drama_view()
+@require_http_methods(["GET"])
 def drama_board(request, drama):
-    chapters = list(
-        drama.chapters.annotate(scene_count=Count("scenes")).order_by("number")
-    )
+    chapters = list(drama.chapters.annotate(scene_count=Count("scenes")).order_by("number"))
     selected = None
     chapter_id = request.GET.get("chapter", "")
     if chapter_id.isdigit():
@@ -98,8 +93,8 @@ def drama_board(request, drama):
     return render(request, "dramas/board.html", context)
 
 
-@require_http_methods(["GET", "POST"])
 @drama_view(write=Role.PRODUCER)
+@require_http_methods(["GET", "POST"])
 def drama_members(request, drama):
     form = MemberForm(request.POST or None)
     status = 200
@@ -129,8 +124,8 @@ def drama_members(request, drama):
     )
 
 
-@require_POST
 @drama_view(write=Role.PRODUCER)
+@require_POST
 def drama_member_remove(request, drama, membership_id: int):
     membership = get_object_or_404(Membership, drama=drama, id=membership_id)
     try:
