@@ -1,8 +1,23 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from dramas.views import chapters, characters, dramas
 
-D = "dramas/<int:drama_id>/"
+
+class IdConverter:
+    """A database id: at most 18 digits, so a giant number is a 404, not an overflow (500)."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
+D = "dramas/<id:drama_id>/"
 
 urlpatterns = [
     path("", dramas.dashboard, name="dashboard"),
@@ -12,70 +27,68 @@ urlpatterns = [
     path(D + "delete/", dramas.drama_delete, name="drama_delete"),
     path(D + "members/", dramas.drama_members, name="drama_members"),
     path(
-        D + "members/<int:membership_id>/remove/",
+        D + "members/<id:membership_id>/remove/",
         dramas.drama_member_remove,
         name="drama_member_remove",
     ),
     # Characters and their reference images
     path(D + "characters/new/", characters.character_create, name="character_create"),
+    path(D + "characters/<id:character_id>/", characters.character_detail, name="character_detail"),
     path(
-        D + "characters/<int:character_id>/", characters.character_detail, name="character_detail"
+        D + "characters/<id:character_id>/edit/", characters.character_edit, name="character_edit"
     ),
     path(
-        D + "characters/<int:character_id>/edit/", characters.character_edit, name="character_edit"
-    ),
-    path(
-        D + "characters/<int:character_id>/delete/",
+        D + "characters/<id:character_id>/delete/",
         characters.character_delete,
         name="character_delete",
     ),
     path(
-        D + "characters/<int:character_id>/references/",
+        D + "characters/<id:character_id>/references/",
         characters.reference_upload,
         name="reference_upload",
     ),
     path(
-        D + "characters/<int:character_id>/references/<int:reference_id>/image",
+        D + "characters/<id:character_id>/references/<id:reference_id>/image",
         characters.reference_image,
         name="reference_image",
     ),
     path(
-        D + "characters/<int:character_id>/references/<int:reference_id>/delete/",
+        D + "characters/<id:character_id>/references/<id:reference_id>/delete/",
         characters.reference_delete,
         name="reference_delete",
     ),
     # Chapters, scenes, dialog lines, versions
     path(D + "chapters/new/", chapters.chapter_create, name="chapter_create"),
-    path(D + "chapters/<int:chapter_id>/", chapters.chapter_editor, name="chapter_editor"),
-    path(D + "chapters/<int:chapter_id>/edit/", chapters.chapter_edit, name="chapter_edit"),
-    path(D + "chapters/<int:chapter_id>/delete/", chapters.chapter_delete, name="chapter_delete"),
-    path(D + "chapters/<int:chapter_id>/scenes/new/", chapters.scene_create, name="scene_create"),
+    path(D + "chapters/<id:chapter_id>/", chapters.chapter_editor, name="chapter_editor"),
+    path(D + "chapters/<id:chapter_id>/edit/", chapters.chapter_edit, name="chapter_edit"),
+    path(D + "chapters/<id:chapter_id>/delete/", chapters.chapter_delete, name="chapter_delete"),
+    path(D + "chapters/<id:chapter_id>/scenes/new/", chapters.scene_create, name="scene_create"),
     path(
-        D + "chapters/<int:chapter_id>/scenes/reorder/",
+        D + "chapters/<id:chapter_id>/scenes/reorder/",
         chapters.scenes_reorder,
         name="scenes_reorder",
     ),
     path(
-        D + "chapters/<int:chapter_id>/versions/",
+        D + "chapters/<id:chapter_id>/versions/",
         chapters.chapter_versions,
         name="chapter_versions",
     ),
     path(
-        D + "chapters/<int:chapter_id>/versions/<int:version_id>/",
+        D + "chapters/<id:chapter_id>/versions/<id:version_id>/",
         chapters.chapter_version_detail,
         name="chapter_version_detail",
     ),
     path(
-        D + "chapters/<int:chapter_id>/versions/<int:version_id>/restore/",
+        D + "chapters/<id:chapter_id>/versions/<id:version_id>/restore/",
         chapters.chapter_version_restore,
         name="chapter_version_restore",
     ),
-    path(D + "scenes/<int:scene_id>/", chapters.scene_card, name="scene_card"),
-    path(D + "scenes/<int:scene_id>/edit/", chapters.scene_edit, name="scene_edit"),
-    path(D + "scenes/<int:scene_id>/delete/", chapters.scene_delete, name="scene_delete"),
-    path(D + "scenes/<int:scene_id>/move/", chapters.scene_move, name="scene_move"),
-    path(D + "scenes/<int:scene_id>/lines/new/", chapters.line_create, name="line_create"),
-    path(D + "lines/<int:line_id>/edit/", chapters.line_edit, name="line_edit"),
-    path(D + "lines/<int:line_id>/delete/", chapters.line_delete, name="line_delete"),
-    path(D + "lines/<int:line_id>/move/", chapters.line_move, name="line_move"),
+    path(D + "scenes/<id:scene_id>/", chapters.scene_card, name="scene_card"),
+    path(D + "scenes/<id:scene_id>/edit/", chapters.scene_edit, name="scene_edit"),
+    path(D + "scenes/<id:scene_id>/delete/", chapters.scene_delete, name="scene_delete"),
+    path(D + "scenes/<id:scene_id>/move/", chapters.scene_move, name="scene_move"),
+    path(D + "scenes/<id:scene_id>/lines/new/", chapters.line_create, name="line_create"),
+    path(D + "lines/<id:line_id>/edit/", chapters.line_edit, name="line_edit"),
+    path(D + "lines/<id:line_id>/delete/", chapters.line_delete, name="line_delete"),
+    path(D + "lines/<id:line_id>/move/", chapters.line_move, name="line_move"),
 ]
