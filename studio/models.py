@@ -1,0 +1,95 @@
+"""The usage ledger and the price table.
+
+Every provider call, success or failure, leaves a UsageRecord. Costs come from the Price row in
+force on the day of the call; when there is none the cost is NULL (unknown), never 0.
+`drama_id` and `take_id` are plain integers, not foreign keys: the platform app must not depend
+on the dramas app (DESIGN.md §2), and a ledger outlives what it paid for.
+"""
+
+from django.db import models
+from django.utils import timezone
+
+
+class PriceKind(models.TextChoices):
+    CHAT = "chat", "Chat (per million tokens)"
+    VIDEO = "video", "Video (per second of output)"
+    LIPSYNC = "lipsync", "Lip sync (per second of output)"
+
+
+class Price(models.Model):
+    """A published unit price from `effective_date` until a later row for the same model."""
+
+    provider = models.CharField(max_length=50, help_text="Lower case, e.g. 'openai', 'local'.")
+    model = models.CharField(max_length=100, help_text="The model id sent to the provider.")
+    kind = models.CharField(max_length=10, choices=PriceKind)
+    input_per_mtok = models.DecimalField(
+        "input $/MTok", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    cached_input_per_mtok = models.DecimalField(
+        "cached input $/MTok",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Empty when the provider lists none: cached tokens are then priced as input.",
+    )
+    output_per_mtok = models.DecimalField(
+        "output $/MTok", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    per_second = models.DecimalField(
+        "$/second of output", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    source = models.CharField(max_length=300, help_text="Where the figure was published.")
+    effective_date = models.DateField(help_text="The day from which this price applies.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "model", "kind", "-effective_date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model", "kind", "effective_date"], name="one_price_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} ({self.kind}) from {self.effective_date}"
+
+
+class UsageRecord(models.Model):
+    provider = models.CharField(max_length=50, db_index=True)
+    model = models.CharField(max_length=100, blank=True)
+    operation = models.CharField(max_length=50, help_text="e.g. chat.complete, video.submit")
+    drama_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    take_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    input_tokens = models.PositiveIntegerField(default=0, help_text="Including cached tokens.")
+    cached_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    units = models.DecimalField(
+        max_digits=12, decimal_places=3, default=0, help_text="Seconds of video or lip sync."
+    )
+    cost_usd = models.DecimalField(
+        max_digits=20,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="Empty when no price was known at the time: unknown, not free.",
+    )
+    price = models.ForeignKey(
+        Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Time to first token of a stream."
+    )
+    ok = models.BooleanField(default=True)
+    error = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=200, blank=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        state = "ok" if self.ok else "failed"
+        return f"{self.provider}/{self.model} {self.operation} {state}"

@@ -1,0 +1,17 @@
+"""Clients for generation services: what the studio asks of a writer, a video model and a lip
+sync model, with offline stand-ins, resilience, a usage ledger and a loopback simulator.
+
+Nothing here knows about dramas or characters (DESIGN.md §2): callers pass plain dataclasses
+(`base.py`) and store the results. Modules by job:
+
+- `base.py` protocols and dataclasses; `errors.py` typed errors (retryable or not)
+- `openai_chat.py` OpenAI-compatible chat; `video_http.py`, `lipsync_http.py` job adapters;
+  `transport.py` what the HTTP adapters share
+- `writer.py` chapter briefs, prompts and script checks; `local_writer.py` the offline writer
+- `animatic.py`, `frames.py`, `yuv.py` the offline renderer; `local_animatic.py` it as a job
+  provider
+- `resilience.py` bucket, cap, breaker, retries, live stats; `ledger.py` usage and costs
+- `registry.py` the providers chosen by settings
+- `simulator.py`, `sim_http.py`, `sim_routes.py`, `sim_chat.py`, `sim_jobs.py` provider_sim
+- `bench.py` the `ratelimit` and `animatic` benchmarks
+"""

@@ -1,0 +1,234 @@
+"""What the studio may ask of a generation service: protocols and plain dataclasses.
+
+Nothing here knows about dramas or characters. A caller turns its own records into these
+dataclasses, calls a provider, and stores the results. Job handles are plain JSON so a worker
+can save one before polling and resume after a restart without paying for a second submission.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+# --- Chat --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one call. `input_tokens` includes `cached_tokens`."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    usage: Usage
+    model: str
+    request_id: str = ""
+    finish_reason: str = ""
+    # What a producer reads next to the result, e.g. "offline draft".
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """A piece of a streamed answer; the last one carries `usage` and `finish_reason`."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str = ""
+
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+
+
+@runtime_checkable
+class ChatProvider(Protocol):
+    name: str
+    model: str
+    label: str
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_output: bool = False,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResult: ...
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_output: bool = False,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[ChatChunk]: ...
+
+
+# --- Jobs (video, lip sync) --------------------------------------------------------------------
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """Enough to poll, fetch or cancel a remote job later, from any process."""
+
+    provider: str
+    id: str
+    model: str = ""
+    kind: str = "video"
+    # Adapter-specific plain values (e.g. the billed seconds, an output URL, a local path).
+    data: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | dict) -> JobHandle:
+        values = json.loads(text) if isinstance(text, str) else dict(text)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: JobState
+    progress: float = 0.0  # 0..1
+    error: str = ""
+    retryable: bool = False
+    poll_after_s: float = 1.0
+    vendor_status: str = ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    max_reference_images: int = 1
+    # Durations the service accepts; None means any value between min and max.
+    durations_s: tuple[float, ...] | None = None
+    min_duration_s: float = 1.0
+    max_duration_s: float = 60.0
+    aspects: tuple[str, ...] = ("9:16", "16:9", "1:1")
+    can_cancel: bool = True
+    lipsync: bool = False
+
+    def fit_duration(self, seconds: float) -> float:
+        """The accepted duration closest to `seconds`, preferring the next longer one."""
+        if not self.durations_s:
+            return min(max(seconds, self.min_duration_s), self.max_duration_s)
+        longer = [d for d in sorted(self.durations_s) if d >= seconds]
+        return longer[0] if longer else max(self.durations_s)
+
+
+ASPECT_SIZES: dict[str, tuple[int, int]] = {
+    "9:16": (720, 1280),
+    "16:9": (1280, 720),
+    "1:1": (720, 720),
+}
+
+
+def frame_size(aspect: str) -> tuple[int, int]:
+    """(width, height) for an aspect ratio; unknown ratios fall back to vertical 720p."""
+    return ASPECT_SIZES.get(aspect, ASPECT_SIZES["9:16"])
+
+
+@dataclass(frozen=True)
+class CastMember:
+    """A person in the shot: a reference image (bytes or a path) and, if known, its face box."""
+
+    name: str
+    image: bytes | None = field(default=None, repr=False)
+    image_path: str | None = None
+    face_box: tuple[int, int, int, int] | None = None  # left, top, right, bottom in pixels
+
+    def image_bytes(self) -> bytes | None:
+        if self.image is not None:
+            return self.image
+        if self.image_path:
+            with open(self.image_path, "rb") as handle:
+                return handle.read()
+        return None
+
+
+@dataclass(frozen=True)
+class DialogCue:
+    speaker: str  # "" for the narrator
+    line: str
+    emotion: str = ""
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One scene to turn into a clip."""
+
+    prompt: str
+    duration_s: float = 5.0
+    aspect: str = "9:16"
+    title: str = ""
+    camera: str = ""
+    location: str = ""
+    time_of_day: str = ""
+    mood: str = ""
+    cast: tuple[CastMember, ...] = ()
+    dialog: tuple[DialogCue, ...] = ()
+    seed: int | None = None
+
+    def prompt_text(self) -> str:
+        """The text prompt a remote video model reads: action, camera, then dialog."""
+        parts = [self.prompt.strip()]
+        setting = ", ".join(part for part in (self.location, self.time_of_day) if part)
+        if setting:
+            parts.append(f"Setting: {setting}.")
+        if self.mood:
+            parts.append(f"Mood: {self.mood}.")
+        if self.camera:
+            parts.append(f"Camera: {self.camera}.")
+        for cue in self.dialog:
+            parts.append(f'{cue.speaker or "Narrator"}: "{cue.line}"')
+        return "\n".join(part for part in parts if part)
+
+
+@dataclass(frozen=True)
+class LipSyncRequest:
+    """A clip and the speech to sync it to: bytes to upload, or URLs the vendor can fetch."""
+
+    video: bytes | None = field(default=None, repr=False)
+    audio: bytes | None = field(default=None, repr=False)
+    video_url: str = ""
+    audio_url: str = ""
+    sync_mode: str = "cut_off"
+
+
+ProgressCallback = Callable[[float], None]
+
+
+@runtime_checkable
+class JobProvider(Protocol):
+    name: str
+    model: str
+    capabilities: Capabilities
+
+    async def submit(self, request, idempotency_key: str) -> JobHandle: ...
+
+    async def poll(self, handle: JobHandle) -> JobStatus: ...
+
+    async def fetch(self, handle: JobHandle) -> bytes: ...
+
+    async def cancel(self, handle: JobHandle) -> bool: ...

@@ -1,0 +1,310 @@
+"""Benchmarks of the providers: `manage.py bench ratelimit|animatic [--quick] [--json]`.
+
+ratelimit: N chat completions (2000; 300 quick) through the real adapter and a 100 req/s bucket
+(burst 100) against `provider_sim` in its own process at 40 ms latency. A request is sent right
+after its token (the guard takes the concurrency slot first). Any 1 s window of sends may hold
+at most burst + rate requests (the bucket's bound), and the exact token-bucket rule (k sends
+span at least (k - burst) / rate seconds) must hold; both are checked on the send times, and the
+windows are also reported as the simulator received them. After the first second windows hold
+about `rate` (reported, not a bound: a client stalled for a moment banks tokens and may spend
+them at once, as a bucket allows).
+
+animatic: a 10 s 720x1280 scene (2 s quick) with a title card, three dialog shots and a
+push-in (the costliest camera move), rendered; then the very frames it encoded are encoded
+again with no composition. Median of five runs (one quick), wall clock and CPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import httpx
+
+from studio.providers.animatic import RenderOptions, render_animatic
+from studio.providers.base import CastMember, DialogCue, VideoRequest
+from studio.providers.ledger import MemoryLedger
+from studio.providers.openai_chat import ChatConfig, OpenAICompatibleChat
+from studio.providers.resilience import Guard, RetryPolicy, TokenBucket
+
+LATENCY_MS = 40.0
+CONCURRENCY = 16
+
+
+def _start_sim() -> tuple[subprocess.Popen, str]:
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(manage),
+            "provider_sim",
+            "--port",
+            "0",
+            "--latency-ms",
+            f"{LATENCY_MS:g}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if "listening on" in line:
+            return process, line.rsplit(" ", 1)[1].strip()
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise RuntimeError("provider_sim did not start")
+
+
+def _max_in_window(times: list[float], width: float, *, start_after: float = -1e18) -> int:
+    best = 0
+    for index, start in enumerate(times):
+        if start < start_after:
+            continue
+        best = max(best, bisect.bisect_left(times, start + width) - index)
+    return best
+
+
+def _windows_over(times: list[float], width: float, limit: float) -> int:
+    return sum(1 for i, t in enumerate(times) if bisect.bisect_left(times, t + width) - i > limit)
+
+
+def _bucket_violations(grants: list[float], *, rate: float, burst: int) -> int:
+    """Grants a full token bucket (rate, burst) would not have allowed, by the generic cell rate
+    algorithm: a grant may come at most (burst - 1) / rate before its theoretical time."""
+    violations, theoretical = 0, float("-inf")
+    tolerance = (burst - 1) / rate + 1e-3  # 1 ms of clock slack
+    for granted in sorted(grants):
+        if granted < theoretical - tolerance:
+            violations += 1
+        theoretical = max(theoretical, granted) + 1.0 / rate
+    return violations
+
+
+def _pct(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000.0, 2)
+
+
+async def _ratelimit(url: str, total: int, rate: float, burst: int) -> dict:
+
+    bucket = TokenBucket(rate=rate, burst=burst)
+    granted: dict[asyncio.Task, float] = {}
+    sends: list[float] = []  # wall-clock time of each grant: the request goes out right after
+    acquire = bucket.acquire
+
+    async def timed_acquire() -> float:
+        waited = await acquire()
+        granted[asyncio.current_task()] = time.perf_counter()
+        sends.append(time.time())
+        return waited
+
+    bucket.acquire = timed_acquire
+    # 16 in flight is four times what 100 req/s at 40 ms needs: it drains the initial burst in
+    # about 0.3 s and keeps httpx's pool quick (its bookkeeping grows with waiting requests).
+    guard = Guard(
+        "bench:ratelimit",
+        bucket=bucket,
+        concurrency=CONCURRENCY,
+        retry=RetryPolicy(max_attempts=1),
+        register=False,
+    )
+    chat = OpenAICompatibleChat(
+        ChatConfig(name="bench", base_url=f"{url}/v1", model="bench", timeout_s=10),
+        guard=guard,
+        recorder=MemoryLedger(),
+    )
+    overheads: list[float] = []
+    exchanges: list[float] = []
+    failures: list[str] = []
+    send = chat.send
+
+    async def timed_send(*args, **kwargs):
+        started = time.perf_counter()
+        response = await send(*args, **kwargs)
+        exchanges.append(time.perf_counter() - started - LATENCY_MS / 1e3)
+        return response
+
+    chat.send = timed_send
+
+    async def one(index: int) -> None:
+        try:
+            await chat.complete([{"role": "user", "content": f"request {index}"}])
+        except Exception as error:
+            failures.append(f"{type(error).__name__}: {error}")
+            return
+        overheads.append(time.perf_counter() - granted[asyncio.current_task()] - LATENCY_MS / 1e3)
+
+    # Warm up outside the measurement: open the pooled connections, load the simulator's code.
+    client = chat.client()
+    await asyncio.gather(
+        *(
+            client.post(
+                f"{url}/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "warm"}]},
+            )
+            for _ in range(CONCURRENCY)
+        )
+    )
+    await client.post(f"{url}/_sim/reset")
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(total)))
+    wall = time.perf_counter() - started
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"{url}/_sim/stats", params={"arrivals": "1"})).json()
+    await chat.aclose()
+    arrivals = sorted(stats["arrivals"].get("chat", []))
+    sends.sort()
+    bound = burst + rate
+    # How much later than its send each request reached the simulator, beyond the quickest.
+    delays = [arrived - sent for arrived, sent in zip(arrivals, sends, strict=False)]
+    return {
+        "requests": total,
+        "ok": len(overheads),
+        "failed": len(failures),
+        "first_error": failures[0] if failures else "",
+        "configured_rate": rate,
+        "burst": burst,
+        # After the banked burst, requests sent per second.
+        "achieved_rate": round((len(sends) - burst) / (sends[-1] - sends[0]), 2)
+        if len(sends) > burst
+        else None,
+        "overall_rate": round(total / wall, 2),
+        "wall_s": round(wall, 2),
+        "window_limit": bound,
+        "max_in_any_1s_window": _max_in_window(sends, 1.0),
+        "windows_over_limit": _windows_over(sends, 1.0, bound),
+        "max_in_any_1s_window_after_first_s": _max_in_window(
+            sends, 1.0, start_after=sends[0] + 1.0
+        ),
+        "bucket_violations": _bucket_violations(sends, rate=rate, burst=burst),
+        # The same windows as the simulator saw them: loopback and scheduling jitter can move
+        # a request into the next window (about rate x jitter requests at most).
+        "sim_received": len(arrivals),
+        "sim_max_in_any_1s_window": _max_in_window(arrivals, 1.0),
+        "sim_windows_over_limit": _windows_over(arrivals, 1.0, bound),
+        "sim_arrival_jitter_ms": round((max(delays) - min(delays)) * 1000, 1) if delays else None,
+        # From the token to the result, minus the simulator's latency: HTTP client, loopback,
+        # simulator parsing, our parsing.
+        "overhead_p50_ms": _pct(overheads, 0.50) if overheads else None,
+        "overhead_p99_ms": _pct(overheads, 0.99) if overheads else None,
+        # The HTTP exchange alone, minus the simulator's latency.
+        "http_overhead_p50_ms": _pct(exchanges, 0.50) if exchanges else None,
+        "http_overhead_p99_ms": _pct(exchanges, 0.99) if exchanges else None,
+        "concurrency": CONCURRENCY,
+        "sim_latency_ms": LATENCY_MS,
+    }
+
+
+def ratelimit(options: dict) -> dict:
+    total = 300 if options.get("quick") else 2000
+    load = os.getloadavg()[0]
+    process, url = _start_sim()
+    try:
+        figures = asyncio.run(_ratelimit(url, total, rate=100.0, burst=100))
+    finally:
+        process.terminate()
+        process.wait(10)
+    target = (
+        figures["ok"] == total
+        and figures["windows_over_limit"] == 0
+        and figures["bucket_violations"] == 0
+        and (figures["achieved_rate"] or 0) >= 0.99 * figures["configured_rate"]
+    )
+    return {**figures, "load_average_1min_before": round(load, 2), "meets_target": target}
+
+
+def _bench_request(seconds: float):
+
+    face = Path(__file__).resolve().parent / "sim_assets" / "stranger.jpg"
+    return VideoRequest(
+        prompt="She slides the contract across the table; he reads the first page and goes pale.",
+        duration_s=seconds,
+        aspect="9:16",
+        title="Scene 4: The Contract",
+        camera="slow push-in, close-up",
+        location="Boardroom",
+        time_of_day="night",
+        mood="cold",
+        cast=(CastMember("Marcus Hale", image_path=str(face)), CastMember("Ada Quinn")),
+        dialog=(
+            DialogCue("Marcus Hale", "Read it. Every word is true.", "cold"),
+            DialogCue("Ada Quinn", "You don't get to say that to me.", "angry"),
+            DialogCue("", "The city lights flicker below them."),
+        ),
+    )
+
+
+def _encode(frames, path: str, options) -> float:
+    started = time.perf_counter()
+    container = av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
+    stream = container.add_stream(
+        "libx264", rate=options.fps, options={"preset": options.preset, "crf": str(options.crf)}
+    )
+    stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+    for index, frame in enumerate(frames):
+        frame.pts = index
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return time.perf_counter() - started
+
+
+def animatic(options: dict) -> dict:
+
+    quick = bool(options.get("quick"))
+    seconds, runs = (2.0, 1) if quick else (10.0, 5)
+    request, settings = _bench_request(seconds), RenderOptions()
+    load = os.getloadavg()[0]
+    walls, cpus = [], []  # (render, bare) pairs
+    with tempfile.TemporaryDirectory() as folder:
+        render_animatic(_bench_request(1.0), os.path.join(folder, "warm.mp4"), options=settings)
+        for run in range(runs):
+            frames: list = []
+            started, cpu = time.perf_counter(), time.process_time()
+            result = render_animatic(
+                request,
+                os.path.join(folder, f"scene{run}.mp4"),
+                options=settings,
+                keep_frames=frames,
+            )
+            render = (time.perf_counter() - started, time.process_time() - cpu)
+            cpu = time.process_time()
+            bare_wall = _encode(frames, os.path.join(folder, f"bare{run}.mp4"), settings)
+            walls.append((render[0], bare_wall))
+            cpus.append((render[1], time.process_time() - cpu))
+            del frames
+    ratios = [render / bare for render, bare in walls]
+    ratio = statistics.median(ratios)
+    return {
+        "duration_s": result.duration_s,
+        "frames": result.frames,
+        "size": f"{result.width}x{result.height}",
+        "fps": result.fps,
+        "preset": settings.preset,
+        "camera": request.camera,
+        "runs": runs,
+        "load_average_1min_before": round(load, 2),
+        "render_s": round(statistics.median(w[0] for w in walls), 3),
+        "bare_encode_s": round(statistics.median(w[1] for w in walls), 3),
+        "ratio": round(ratio, 3),
+        "ratios": [round(r, 3) for r in ratios],
+        # CPU seconds of this process (both threads): what composing costs, whatever else
+        # the machine is doing.
+        "render_cpu_s": round(statistics.median(c[0] for c in cpus), 3),
+        "bare_encode_cpu_s": round(statistics.median(c[1] for c in cpus), 3),
+        "cpu_ratio": round(statistics.median(r / b for r, b in cpus), 3),
+        "mp4_bytes": result.bytes,
+        "meets_target": ratio <= 1.3,
+    }

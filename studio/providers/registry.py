@@ -1,0 +1,152 @@
+"""The providers this process uses, built once from settings (see the Providers section).
+
+`writer()`, `video()` and `lipsync()` return the configured adapter, or the offline one when no
+base URL is set (lip sync has no offline stand-in: `lipsync()` is None and the stage is skipped
+visibly). Each role keeps one instance, so its pooled client, bucket, breaker and stats live as
+long as the process; `health()` reads them for the provider health panel.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from studio.providers.animatic import RenderOptions
+from studio.providers.base import ChatProvider, JobProvider
+from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
+from studio.providers.local_animatic import LocalAnimatic
+from studio.providers.local_writer import LocalWriter
+from studio.providers.openai_chat import ChatConfig, OpenAICompatibleChat
+from studio.providers.resilience import (
+    CircuitBreaker,
+    Guard,
+    RetryPolicy,
+    TokenBucket,
+    forget_guard,
+)
+from studio.providers.resilience import health as guard_health
+from studio.providers.video_http import VideoConfig, VideoJobsHTTP
+
+_built: dict[str, tuple[str, object]] = {}
+
+
+def provider_name(base_url: str, explicit: str = "") -> str:
+    """The name prices are looked up by: set explicitly, or the vendor's domain
+    (api.deepseek.com -> deepseek); loopback and bare addresses are "self-hosted"."""
+    if explicit:
+        return explicit.strip().lower()
+    host = (urlsplit(base_url).hostname or "").lower()
+    parts = [p for p in host.split(".") if p]
+    if not parts or host in ("localhost",) or host.replace(".", "").isdigit() or ":" in host:
+        return "self-hosted"
+    if host.endswith("googleapis.com"):
+        return "google"
+    return parts[-2] if len(parts) >= 2 else parts[0]
+
+
+def _guard(role: str, name: str, config: dict) -> Guard:
+    label = f"{role}:{name}"
+    return Guard(
+        label,
+        bucket=TokenBucket(rate=config["rate_per_s"], burst=config["burst"]),
+        concurrency=config["concurrency"],
+        breaker=CircuitBreaker(name=label, **settings.PROVIDER_BREAKER),
+        retry=RetryPolicy(**settings.PROVIDER_RETRY),
+    )
+
+
+def _cached(role: str, config: dict, build):
+    key = repr(sorted(config.items()))
+    held = _built.get(role)
+    if held is None or held[0] != key:
+        held = (key, build())
+        _built[role] = held
+    return held[1]
+
+
+def _http_fields(config: dict, name: str) -> dict:
+    return dict(
+        name=name,
+        base_url=config["base_url"],
+        model=config["model"],
+        api_key=config["api_key"],
+        timeout_s=config["timeout_s"],
+        retry_after_cap_s=settings.PROVIDER_RETRY["retry_after_cap_s"],
+    )
+
+
+def writer() -> ChatProvider:
+    config = settings.PROVIDER_WRITER
+    if not config["base_url"]:
+        return _cached("writer", {"local": True}, LocalWriter)
+    name = provider_name(config["base_url"], config["provider"])
+
+    def build() -> OpenAICompatibleChat:
+        return OpenAICompatibleChat(
+            ChatConfig(
+                **_http_fields(config, name),
+                json_mode=config["json_mode"],
+                stream_usage=config["stream_usage"],
+            ),
+            guard=_guard("writer", name, config),
+        )
+
+    return _cached("writer", config, build)
+
+
+def video() -> JobProvider:
+    config = settings.PROVIDER_VIDEO
+    if not config["base_url"]:
+        local = {"dir": str(settings.ANIMATIC_DIR), "preset": settings.ANIMATIC_PRESET}
+        return _cached(
+            "video",
+            local,
+            lambda: LocalAnimatic(
+                output_dir=settings.ANIMATIC_DIR,
+                options=RenderOptions(preset=settings.ANIMATIC_PRESET),
+            ),
+        )
+    name = provider_name(config["base_url"], config["provider"])
+
+    def build() -> VideoJobsHTTP:
+        return VideoJobsHTTP(
+            VideoConfig(
+                **_http_fields(config, name),
+                durations_s=tuple(config["durations_s"]),
+                max_reference_images=config["max_reference_images"],
+                poll_s=config["poll_s"],
+            ),
+            guard=_guard("video", name, config),
+        )
+
+    return _cached("video", config, build)
+
+
+def lipsync() -> JobProvider | None:
+    config = settings.PROVIDER_LIPSYNC
+    if not config["base_url"]:
+        return None
+    name = provider_name(config["base_url"], config["provider"])
+
+    def build() -> LipSyncHTTP:
+        return LipSyncHTTP(
+            LipSyncConfig(**_http_fields(config, name), poll_s=config["poll_s"]),
+            guard=_guard("lipsync", name, config),
+        )
+
+    return _cached("lipsync", config, build)
+
+
+def health() -> list[dict]:
+    """Live state of every remote provider used in this process (offline ones need none)."""
+    return guard_health()
+
+
+def forget() -> None:
+    """Drop the built providers and their live stats (tests that change settings)."""
+    for _key, provider in _built.values():
+        guard = getattr(provider, "guard", None)
+        if guard is not None:
+            forget_guard(guard.name)
+    _built.clear()

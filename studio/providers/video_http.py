@@ -1,0 +1,251 @@
+"""Video generation on the job-style videos wire format (OpenAI's /v1/videos and look-alikes).
+
+`POST {base}/videos` (multipart: model, prompt, seconds, size, input_reference) with an
+Idempotency-Key; `GET {base}/videos/{id}` for status (queued | in_progress | completed |
+failed) and progress; `GET {base}/videos/{id}/content` for the MP4; `DELETE` to cancel.
+Billing: the first poll that sees a job completed books its seconds once ("video.generate").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from studio.providers.base import (
+    ASPECT_SIZES,
+    Capabilities,
+    JobHandle,
+    JobState,
+    JobStatus,
+    VideoRequest,
+    frame_size,
+)
+from studio.providers.errors import (
+    BadRequest,
+    JobFailed,
+    MalformedResponse,
+    parse_retry_after,
+)
+from studio.providers.frames import reference_frame
+from studio.providers.transport import (
+    HttpConfig,
+    HttpProvider,
+    Outcome,
+    looks_like_video,
+    request_id_of,
+)
+
+logger = logging.getLogger(__name__)
+
+STATES = {
+    "queued": JobState.QUEUED,
+    "pending": JobState.QUEUED,
+    "in_progress": JobState.RUNNING,
+    "processing": JobState.RUNNING,
+    "running": JobState.RUNNING,
+    "completed": JobState.SUCCEEDED,
+    "succeeded": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+    "canceled": JobState.CANCELLED,
+}
+# Failure codes that say "this prompt or reference will never pass": do not try again.
+PERMANENT_CODES = ("moderation", "policy", "invalid", "blocked", "unsupported", "rejected")
+
+
+@dataclass
+class VideoConfig(HttpConfig):
+    durations_s: tuple[float, ...] = (4.0, 8.0, 12.0)
+    max_reference_images: int = 1
+    poll_s: float = 2.0
+    aspects: tuple[str, ...] = field(default_factory=lambda: tuple(ASPECT_SIZES))
+
+
+def failure_retryable(code: str) -> bool:
+    code = code.lower()
+    return not any(word in code for word in PERMANENT_CODES)
+
+
+class VideoJobsHTTP(HttpProvider):
+    kind = "video"
+
+    def __init__(self, config: VideoConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.config: VideoConfig = config
+        self.label = config.model
+        self.capabilities = Capabilities(
+            max_reference_images=config.max_reference_images,
+            durations_s=config.durations_s or None,
+            min_duration_s=min(config.durations_s or (1.0,)),
+            max_duration_s=max(config.durations_s or (60.0,)),
+            aspects=config.aspects,
+            can_cancel=True,
+        )
+
+    def _handle(self, job_id: str, *, seconds: float, size: str) -> JobHandle:
+        return JobHandle(
+            provider=self.name,
+            id=job_id,
+            model=self.model,
+            kind="video",
+            data={"seconds": seconds, "size": size},
+        )
+
+    def _check(self, handle: JobHandle) -> None:
+        if handle.provider != self.name:
+            raise BadRequest(
+                f"this handle belongs to {handle.provider!r}, not {self.name!r}",
+                provider=self.name,
+            )
+
+    async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
+        if request.aspect not in self.capabilities.aspects:
+            raise BadRequest(f"aspect {request.aspect} is not offered", provider=self.name)
+        seconds = self.capabilities.fit_duration(request.duration_s)
+        width, height = frame_size(request.aspect)
+        size = f"{width}x{height}"
+        form = {
+            "model": self.model,
+            "prompt": request.prompt_text(),
+            "seconds": f"{seconds:g}",
+            "size": size,
+        }
+        references = [m for m in request.cast if m.image is not None or m.image_path]
+        # Every field as a part, so the body is multipart even without a reference image.
+        files = [(name, (None, value)) for name, value in form.items()]
+        for n, member in enumerate(references[: self.capabilities.max_reference_images], 1):
+            try:
+                image = reference_frame(member, (width, height))
+            except (OSError, ValueError) as error:
+                raise BadRequest(str(error), provider=self.name) from None
+            files.append(("input_reference", (f"reference-{n}.jpg", image, "image/jpeg")))
+        url = self.url("videos")
+
+        async def attempt() -> Outcome:
+            response = await self.send(
+                "POST",
+                url,
+                files=files,
+                headers=self.headers(url, idempotency_key=idempotency_key),
+            )
+            body = self.json_of(response)
+            job_id = str(body.get("id") or "")
+            if not job_id:
+                raise MalformedResponse(
+                    "the job was accepted without an id",
+                    provider=self.name,
+                    request_id=request_id_of(response),
+                )
+            return Outcome(self._handle(job_id, seconds=seconds, size=size), request_id=job_id)
+
+        # Retrying with the same Idempotency-Key is safe: the vendor returns the first job.
+        return await self.call(operation="video.submit", attempt=attempt)
+
+    async def poll(self, handle: JobHandle) -> JobStatus:
+        self._check(handle)
+        url = self.url(f"videos/{handle.id}")
+
+        async def attempt() -> Outcome:
+            response = await self.send("GET", url, headers=self.headers(url))
+            body = self.json_of(response)
+            return Outcome(self._status(body, response.headers), request_id=handle.id)
+
+        try:
+            status = await self.call(operation="video.poll", attempt=attempt)
+        except BadRequest as error:
+            if error.status != 404:
+                raise
+            # Deleted, expired or never created there: a new submission is the way on.
+            return JobStatus(
+                JobState.FAILED,
+                error="the vendor no longer has this job (deleted or expired)",
+                retryable=True,
+                vendor_status="missing",
+            )
+        if status.state is JobState.SUCCEEDED:
+            await self.book(
+                operation="video.generate",
+                kind=None,
+                started=None,
+                ok=True,
+                units=float(handle.data.get("seconds") or 0),
+                request_id=handle.id,
+                once_per_request=True,
+            )
+        return status
+
+    def _status(self, body: dict, headers) -> JobStatus:
+        vendor = str(body.get("status") or "").lower()
+        state = STATES.get(vendor)
+        if state is None:
+            logger.warning("%s: unknown video status %r, treated as running", self.name, vendor)
+            state = JobState.RUNNING
+        try:
+            progress = min(max(float(body.get("progress") or 0) / 100.0, 0.0), 1.0)
+        except (TypeError, ValueError):
+            progress = 0.0
+        if state is JobState.SUCCEEDED:
+            progress = 1.0
+        error, retryable = "", False
+        if state is JobState.FAILED:
+            detail = body.get("error") or {}
+            if not isinstance(detail, dict):
+                detail = {"message": str(detail)}
+            code = str(detail.get("code") or detail.get("type") or "")
+            retryable = failure_retryable(code)
+            error = self.clean(str(detail.get("message") or code or "the video job failed"))
+            error = f"{error} ({'retryable' if retryable else 'not retryable'})"
+        poll_after = parse_retry_after(headers, cap_s=self.config.retry_after_cap_s)
+        return JobStatus(
+            state=state,
+            progress=progress,
+            error=error,
+            retryable=retryable,
+            poll_after_s=poll_after if poll_after is not None else self.config.poll_s,
+            vendor_status=vendor,
+        )
+
+    async def fetch(self, handle: JobHandle) -> bytes:
+        self._check(handle)
+        url = self.url(f"videos/{handle.id}/content")
+
+        async def attempt() -> Outcome:
+            content = await self.download(url)
+            if not looks_like_video(content):
+                raise MalformedResponse(
+                    "the downloaded file is not a video",
+                    provider=self.name,
+                    request_id=handle.id,
+                )
+            return Outcome(content, request_id=handle.id)
+
+        return await self.call(operation="video.fetch", attempt=attempt)
+
+    async def cancel(self, handle: JobHandle) -> bool:
+        self._check(handle)
+        url = self.url(f"videos/{handle.id}")
+
+        async def attempt() -> Outcome:
+            await self.send("DELETE", url, headers=self.headers(url))
+            return Outcome(True, request_id=handle.id)
+
+        try:
+            return await self.call(operation="video.cancel", attempt=attempt)
+        except BadRequest as error:
+            if error.status == 404:
+                return False  # already gone
+            raise
+
+
+async def wait_for(provider, handle: JobHandle, *, timeout_s: float = 600.0) -> JobStatus:
+    """Poll until the job finishes (for shells and tests; the job engine polls on its own)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await provider.poll(handle)
+        if status.state.finished:
+            return status
+        if time.monotonic() > deadline:
+            raise JobFailed(f"still {status.state.value} after {timeout_s:g} s", retryable=True)
+        await asyncio.sleep(min(status.poll_after_s, 5.0))

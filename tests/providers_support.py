@@ -1,0 +1,89 @@
+"""Fixtures and builders for the provider tests: a simulator per test, adapters pointed at it.
+
+A test module declares its `sim` fixture with `running_sim()`. Retries wait only milliseconds
+here, and the client timeout is short, so faults cost little time.
+"""
+
+import contextlib
+
+from studio.providers.ledger import MemoryLedger
+from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
+from studio.providers.openai_chat import ChatConfig, OpenAICompatibleChat
+from studio.providers.resilience import CircuitBreaker, Guard, RetryPolicy
+from studio.providers.simulator import SimConfig, Simulator
+from studio.providers.video_http import VideoConfig, VideoJobsHTTP
+
+API_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"
+TIMEOUT_S = 0.5
+
+
+def fast_guard(name: str = "test", *, attempts: int = 4, **fields) -> Guard:
+    return Guard(
+        name,
+        retry=RetryPolicy(max_attempts=attempts, base_s=0.001, cap_s=0.01, retry_after_cap_s=0.05),
+        breaker=CircuitBreaker(failures=50, name=name),
+        register=False,
+        **fields,
+    )
+
+
+def chat_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=None, **config):
+    fields = dict(
+        name="openai",
+        base_url=f"{sim.url}/v1",
+        model="gpt-4.1",
+        api_key=API_KEY,
+        timeout_s=TIMEOUT_S,
+        retry_after_cap_s=0.05,
+    )
+    return OpenAICompatibleChat(
+        ChatConfig(**(fields | config)),
+        guard=guard or fast_guard(),
+        recorder=ledger if ledger is not None else MemoryLedger(),
+    )
+
+
+def video_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=None, **config):
+    fields = dict(
+        name="openai",
+        base_url=f"{sim.url}/v1",
+        model="sora-2",
+        api_key=API_KEY,
+        timeout_s=TIMEOUT_S,
+        retry_after_cap_s=0.05,
+        poll_s=0.02,
+    )
+    return VideoJobsHTTP(
+        VideoConfig(**(fields | config)),
+        guard=guard or fast_guard(),
+        recorder=ledger if ledger is not None else MemoryLedger(),
+    )
+
+
+def lipsync_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=None, **config):
+    fields = dict(
+        name="sync",
+        base_url=f"{sim.url}/v2",
+        model="lipsync-2",
+        api_key=API_KEY,
+        timeout_s=TIMEOUT_S,
+        retry_after_cap_s=0.05,
+        poll_s=0.02,
+    )
+    return LipSyncHTTP(
+        LipSyncConfig(**(fields | config)),
+        guard=guard or fast_guard(),
+        recorder=ledger if ledger is not None else MemoryLedger(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_sim(**config):
+    """A simulator on this test's event loop: quick jobs, short hangs, short Retry-After."""
+    values = dict(job_s=0.05, hang_s=2.0, retry_after_s=0.01)
+    simulator = Simulator(SimConfig(**(values | config)))
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
