@@ -1,6 +1,8 @@
 from django.db import models
 from django.db.models.functions import Lower
 
+from characters.consistency import similarity_to_score
+
 
 class Character(models.Model):
     # A string reference: characters never imports the dramas package (DESIGN.md §2).
@@ -32,6 +34,38 @@ class Character(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # The properties below read `references.all()`, so a prefetch serves them all at once.
+
+    @property
+    def profile_references(self) -> list["ReferenceImage"]:
+        """The references the profile is the mean of."""
+        return [r for r in self.references.all() if r.quality == ReferenceQuality.GOOD]
+
+    @property
+    def flagged_references(self) -> list["ReferenceImage"]:
+        return [r for r in self.references.all() if r.needs_attention]
+
+    @property
+    def has_profile(self) -> bool:
+        return self.embedding is not None
+
+    @property
+    def reference_warnings(self) -> list[str]:
+        """Short warnings for the drama board, worst first."""
+        if not self.references.all():
+            return []  # the board says "add one" already
+        warnings = []
+        if not self.profile_references:
+            warnings.append("No usable face yet: renders cannot be checked.")
+        flagged = self.flagged_references
+        if flagged:
+            labels = sorted({r.get_quality_display().lower() for r in flagged})
+            warnings.append(
+                f"{len(flagged)} reference{'s' if len(flagged) > 1 else ''} to check: "
+                + ", ".join(labels)
+            )
+        return warnings
+
 
 class ReferenceQuality(models.TextChoices):
     PENDING = "pending", "Not analysed yet"
@@ -56,8 +90,13 @@ class ReferenceImage(models.Model):
     original_bytes = models.PositiveBigIntegerField()
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
+    # The face the embedding comes from, in stored-image pixels.
     face_box = models.JSONField(null=True, blank=True, help_text="[left, top, right, bottom]")
+    # Every detected face: {"box": [l, t, r, b], "score": detector confidence, "size": px}.
+    faces = models.JSONField(default=list, blank=True)
     embedding = models.BinaryField(null=True, blank=True, editable=False)
+    # Cosine similarity to the mean of the character's other good references (None: no others).
+    profile_similarity = models.FloatField(null=True, blank=True, editable=False)
     quality = models.CharField(
         max_length=20, choices=ReferenceQuality, default=ReferenceQuality.PENDING
     )
@@ -74,3 +113,31 @@ class ReferenceImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character}: {self.original_name}"
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.quality not in (ReferenceQuality.GOOD, ReferenceQuality.PENDING)
+
+    @property
+    def profile_score(self) -> int | None:
+        """Resemblance to the character's other references on the 0-100 scale."""
+        if self.profile_similarity is None:
+            return None
+        return round(similarity_to_score(self.profile_similarity))
+
+    @property
+    def face_overlays(self) -> list[dict]:
+        """Each detected face as x, y, w, h in image pixels, the embedded one marked `chosen`."""
+        overlays = []
+        for face in self.faces or []:
+            left, top, right, bottom = face["box"]
+            overlays.append(
+                {
+                    "x": left,
+                    "y": top,
+                    "w": right - left,
+                    "h": bottom - top,
+                    "chosen": face["box"] == self.face_box,
+                }
+            )
+        return overlays

@@ -1,5 +1,12 @@
-"""What the studio does to characters and their reference images."""
+"""What the studio does to characters and their reference images.
 
+Reference images are analysed on upload (`reference_images_analyse`: face detection and
+embedding in the shared process pool, then a quality flag each) and the character's profile
+is recomputed whenever its references change (`character_profile_refresh`).
+"""
+
+import logging
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -8,8 +15,20 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from characters.models import Character, ReferenceImage
+from characters import consistency, faces
+from characters.models import Character, ReferenceImage, ReferenceQuality
 from characters.uploads import UploadRejected, normalise_image, read_limited
+from studio.cpu import shutdown_cpu_pool
+
+logger = logging.getLogger(__name__)
+
+# A face narrower than this (in stored-image pixels) is upscaled so much into the model's
+# 150 px chip that its embedding is unreliable.
+MIN_REFERENCE_FACE_PX = 60
+# With several faces, the largest is used only when it is at least this many times as wide
+# as the next one (a portrait with people far behind); otherwise we cannot tell who is meant.
+DOMINANCE = 2.0
+LEFT_OUT = "Left out of the profile."
 
 
 @transaction.atomic
@@ -58,7 +77,11 @@ def reference_images_add(*, character: Character, files) -> list[UploadResult]:
             f"{len(files)} files at once is too many; upload at most "
             f"{settings.UPLOAD_MAX_FILES} per batch."
         )
-    return [_reference_image_add(character=character, upload=upload) for upload in files]
+    results = [_reference_image_add(character=character, upload=upload) for upload in files]
+    added = [result.reference for result in results if result.ok]
+    if added:
+        reference_images_analyse(character=character, references=added)
+    return results
 
 
 def _reference_image_add(*, character: Character, upload) -> UploadResult:
@@ -102,9 +125,163 @@ def _reference_image_add(*, character: Character, upload) -> UploadResult:
 
 def reference_image_delete(*, reference: ReferenceImage) -> None:
     name = reference.image.name
+    character = reference.character
     with transaction.atomic():
         reference.delete()
     _delete_files([name])
+    character_profile_refresh(character=character)
+
+
+# --- Faces and the profile ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaceJudgement:
+    quality: ReferenceQuality
+    message: str
+    face: faces.Face | None = None  # the face whose embedding represents the image
+
+
+def judge_reference_faces(scan: faces.FaceScan) -> FaceJudgement:
+    """The quality flag of a reference image from the faces found in it (outliers aside)."""
+    found = consistency.considered_faces(scan.faces)
+    if not found:
+        return FaceJudgement(
+            ReferenceQuality.NO_FACE,
+            "No face found. Use a clear, front-facing portrait: faces turned away, covered "
+            f"or narrower than about 40 px are not detected. {LEFT_OUT}",
+        )
+    main, others = found[0], found[1:]  # largest first
+    if others and main.size < DOMINANCE * others[0].size:
+        return FaceJudgement(
+            ReferenceQuality.SEVERAL_FACES,
+            f"{len(found)} faces of similar size: crop the photo to this character alone. "
+            f"{LEFT_OUT}",
+        )
+    if main.size < MIN_REFERENCE_FACE_PX:
+        return FaceJudgement(
+            ReferenceQuality.TOO_SMALL,
+            f"The face is {main.size} px wide; at least {MIN_REFERENCE_FACE_PX} px is needed to "
+            f"recognise it. Use a closer or larger photo. {LEFT_OUT}",
+            main,
+        )
+    return FaceJudgement(ReferenceQuality.GOOD, _good_message(main.size, len(others)), main)
+
+
+def _good_message(size: int, ignored: int) -> str:
+    message = f"One face, {size} px wide."
+    if ignored:
+        message += f" {ignored} much smaller face{'s' if ignored > 1 else ''} ignored."
+    return message
+
+
+def reference_images_analyse(*, character: Character, references) -> None:
+    """Detect and embed the faces of these references, flag them, and refresh the profile.
+
+    The one place reference images are analysed: synchronous in the process pool for now,
+    so it can move into a job unchanged.
+    """
+    references = list(references)
+    contents = []
+    for reference in references:
+        with reference.image.open("rb") as handle:
+            contents.append(handle.read())
+    try:
+        scans: list[faces.FaceScan | None] = faces.scan_many_in_pool(contents)
+    except Exception as error:  # the images are stored either way; the flag says what failed
+        logger.exception("Face analysis failed for %d reference(s)", len(references))
+        if isinstance(error, BrokenProcessPool):
+            shutdown_cpu_pool()  # the next call starts a fresh pool
+        scans = [None] * len(references)
+    with transaction.atomic():
+        for reference, scan in zip(references, scans, strict=True):
+            _apply_scan(reference, scan)
+    character_profile_refresh(character=character)
+
+
+def _apply_scan(reference: ReferenceImage, scan: faces.FaceScan | None) -> None:
+    if scan is None:
+        reference.quality = ReferenceQuality.PENDING
+        reference.quality_message = (
+            "The face model could not analyse this image. Delete it and upload it again."
+        )
+        reference.save(update_fields=["quality", "quality_message"])
+        return
+    judgement = judge_reference_faces(scan)
+    reference.quality = judgement.quality
+    reference.quality_message = judgement.message
+    reference.faces = [face.to_dict() for face in scan.faces]
+    reference.face_box = list(judgement.face.box) if judgement.face else None
+    reference.embedding = (
+        faces.embedding_to_bytes(judgement.face.embedding) if judgement.face else None
+    )
+    reference.profile_similarity = None
+    reference.save(
+        update_fields=[
+            "quality",
+            "quality_message",
+            "faces",
+            "face_box",
+            "embedding",
+            "profile_similarity",
+        ]
+    )
+
+
+def character_profile_refresh(*, character: Character) -> Character:
+    """Flag references that look like someone else, and store the mean of the good ones."""
+    with transaction.atomic():
+        locked = Character.objects.select_for_update().get(pk=character.pk)
+        candidates = list(
+            locked.references.filter(
+                quality__in=[ReferenceQuality.GOOD, ReferenceQuality.OUTLIER],
+                embedding__isnull=False,
+            )
+        )
+        vectors = {r.id: faces.embedding_from_bytes(r.embedding) for r in candidates}
+        outliers, similarities = consistency.find_outliers(vectors)
+        for reference in candidates:
+            _flag_outlier(reference, reference.id in outliers, similarities.get(reference.id))
+        profile = consistency.mean_profile([vectors[i] for i in vectors if i not in outliers])
+        locked.embedding = None if profile is None else faces.embedding_to_bytes(profile)
+        locked.embedding_model = "" if profile is None else faces.MODEL_ID
+        locked.save(update_fields=["embedding", "embedding_model", "updated_at"])
+    character.embedding, character.embedding_model = locked.embedding, locked.embedding_model
+    return locked
+
+
+def _flag_outlier(reference: ReferenceImage, outlier: bool, similarity: float | None) -> None:
+    if outlier:
+        score = round(consistency.similarity_to_score(similarity))
+        quality = ReferenceQuality.OUTLIER
+        message = (
+            f"May be a different person: resemblance {score} to this character's other "
+            f"references (needs {consistency.SHIPPED_THRESHOLD}). {LEFT_OUT}"
+        )
+    else:
+        quality = ReferenceQuality.GOOD
+        found = [f for f in reference.faces if f["score"] >= consistency.MIN_CONFIDENCE]
+        sizes = sorted((f["size"] for f in found or reference.faces), reverse=True)
+        message = _good_message(sizes[0], len(sizes) - 1) if sizes else reference.quality_message
+    if (reference.quality, reference.quality_message, reference.profile_similarity) != (
+        quality,
+        message,
+        similarity,
+    ):
+        reference.quality, reference.quality_message = quality, message
+        reference.profile_similarity = similarity
+        reference.save(update_fields=["quality", "quality_message", "profile_similarity"])
+
+
+def character_profile(*, character: Character) -> consistency.CharacterProfile | None:
+    """The character's profile as plain data for frame scoring; None without a good face."""
+    if character.embedding is None:
+        return None
+    return consistency.CharacterProfile(
+        character_id=character.id,
+        name=character.name,
+        embedding=faces.embedding_from_bytes(character.embedding),
+    )
 
 
 def _delete_files(names) -> None:

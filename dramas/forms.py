@@ -1,5 +1,6 @@
 from django import forms
 
+from characters.consistency import SHIPPED_THRESHOLD
 from characters.models import Character
 from dramas.models import Chapter, DialogLine, Drama, Role, Scene
 
@@ -7,9 +8,30 @@ from dramas.models import Chapter, DialogLine, Drama, Role, Scene
 class DramaForm(forms.ModelForm):
     class Meta:
         model = Drama
-        fields = ["title", "logline", "genre", "style", "language", "aspect", "budget_usd"]
-        widgets = {"logline": forms.Textarea(attrs={"rows": 3})}
-        labels = {"budget_usd": "Budget (USD)"}
+        fields = [
+            "title",
+            "logline",
+            "genre",
+            "style",
+            "language",
+            "aspect",
+            "budget_usd",
+            "consistency_threshold",
+        ]
+        widgets = {
+            "logline": forms.Textarea(attrs={"rows": 3}),
+            "consistency_threshold": forms.NumberInput(attrs={"min": 1, "max": 99, "step": 1}),
+        }
+        labels = {"budget_usd": "Budget (USD)", "consistency_threshold": "Consistency threshold"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left empty (or absent from an older form), it means the calibrated default.
+        self.fields["consistency_threshold"].required = False
+
+    def clean_consistency_threshold(self) -> int:
+        value = self.cleaned_data.get("consistency_threshold")
+        return SHIPPED_THRESHOLD if value is None else value
 
 
 class MemberForm(forms.Form):

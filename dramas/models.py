@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from characters.consistency import SHIPPED_THRESHOLD
+
 
 class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
@@ -53,6 +55,16 @@ class Drama(models.Model):
         decimal_places=2,
         default=Decimal("50.00"),
         validators=[MinValueValidator(Decimal("0"))],
+    )
+    # On the producers' 0-100 face score scale (characters/consistency.py): a character in a
+    # frame scoring below this does not look like themselves. Default: the shipped calibration.
+    consistency_threshold = models.PositiveSmallIntegerField(
+        default=SHIPPED_THRESHOLD,
+        validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text=(
+            f"Lowest face score (0-100) a character may get in a frame and still count as "
+            f"themselves. {SHIPPED_THRESHOLD} is the calibrated default; higher is stricter."
+        ),
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="dramas"
