@@ -22,6 +22,7 @@ from dramas.models import (
     Role,
     Scene,
 )
+from studio.jobs.services import jobs_forget_drama
 
 User = get_user_model()
 
@@ -45,6 +46,7 @@ def drama_delete(*, drama: Drama) -> None:
         ReferenceImage.objects.filter(character__drama=drama).values_list("image", flat=True)
     )
     with transaction.atomic():
+        jobs_forget_drama(drama_id=drama.id)
         drama.delete()
     for name in files:
         default_storage.delete(name)

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from dramas.views import chapters, characters, dramas
+from dramas.views import chapters, characters, dramas, queue
 
 
 class IdConverter:
@@ -91,4 +91,12 @@ urlpatterns = [
     path(D + "lines/<id:line_id>/edit/", chapters.line_edit, name="line_edit"),
     path(D + "lines/<id:line_id>/delete/", chapters.line_delete, name="line_delete"),
     path(D + "lines/<id:line_id>/move/", chapters.line_move, name="line_move"),
+    # The drama's job queue
+    path(D + "queue/", queue.drama_queue, name="drama_queue"),
+    path(D + "queue/pause/", queue.queue_pause, name="queue_pause"),
+    path(D + "queue/resume/", queue.queue_resume, name="queue_resume"),
+    path(D + "queue/<id:job_id>/cancel/", queue.job_cancel, name="job_cancel"),
+    path(D + "queue/<id:job_id>/retry/", queue.job_retry, name="job_retry"),
+    path(D + "queue/<id:job_id>/bump/", queue.job_bump, name="job_bump"),
+    path(D + "chapters/<id:chapter_id>/check/", queue.chapter_check, name="chapter_check"),
 ]

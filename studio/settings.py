@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "studio",
+    "studio.jobs",
     "characters",
     "dramas",
 ]
@@ -126,7 +127,20 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "studio.layers.InMemoryChannelLayer"}}
+
+# --- Jobs ----------------------------------------------------------------------------------
+# `manage.py studio` runs a worker inside the web process unless this is off (scale-out
+# deployments run `manage.py studio_worker` processes instead).
+STUDIO_EMBEDDED_WORKER = env_bool("STUDIO_EMBEDDED_WORKER", True)
+# Worker tuning (studio.jobs.worker.WorkerConfig); `studio_worker` options override these.
+STUDIO_WORKER = {
+    "concurrency": int(os.environ.get("STUDIO_WORKER_CONCURRENCY", 8)),
+    "lease_s": float(os.environ.get("STUDIO_JOB_LEASE_S", 30)),
+    "grace_s": float(os.environ.get("STUDIO_JOB_GRACE_S", 8)),
+}
+# Modules that register job handlers, besides every app's `jobs` module.
+STUDIO_JOB_MODULES = env_list("STUDIO_JOB_MODULES", "")
 
 # --- Auth ----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -196,3 +210,59 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Providers -----------------------------------------------------------------------------
+# Generation services (studio/providers; README "Providers"). With no base URL a role uses its
+# offline provider: the LocalWriter for scripts, the LocalAnimatic for video; lip sync has none
+# and its stage is skipped visibly. API keys come only from the environment; never log them.
+
+
+def provider_env(prefix: str, *, model: str, rate: float, burst: int, concurrency: int) -> dict:
+    """<PREFIX>_BASE_URL, _API_KEY, _MODEL, _PROVIDER (the name prices are looked up by; by
+    default the vendor's domain), _TIMEOUT_S, _RATE_PER_S, _BURST, _CONCURRENCY."""
+
+    def env(name: str, default) -> str:
+        return os.environ.get(f"{prefix}_{name}") or str(default)
+
+    return {
+        "base_url": env("BASE_URL", "").strip(),
+        "api_key": env("API_KEY", "").strip(),
+        "model": env("MODEL", model),
+        "provider": env("PROVIDER", ""),
+        "timeout_s": float(env("TIMEOUT_S", 120)),
+        "rate_per_s": float(env("RATE_PER_S", rate)),
+        "burst": int(env("BURST", burst)),
+        "concurrency": int(env("CONCURRENCY", concurrency)),
+    }
+
+
+PROVIDER_WRITER = provider_env("WRITER", model="deepseek-chat", rate=2, burst=5, concurrency=4)
+# "json_object" asks for JSON output with response_format; "none" for servers that reject it.
+PROVIDER_WRITER["json_mode"] = os.environ.get("WRITER_JSON_MODE", "json_object")
+# Usage in the last stream chunk (stream_options.include_usage); off for servers without it.
+PROVIDER_WRITER["stream_usage"] = env_bool("WRITER_STREAM_USAGE", True)
+PROVIDER_VIDEO = provider_env("VIDEO", model="sora-2", rate=2, burst=10, concurrency=8)
+PROVIDER_VIDEO["durations_s"] = [float(s) for s in env_list("VIDEO_DURATIONS", "4,8,12")]
+PROVIDER_VIDEO["max_reference_images"] = int(os.environ.get("VIDEO_MAX_REFERENCES", 1))
+PROVIDER_VIDEO["poll_s"] = float(os.environ.get("VIDEO_POLL_S", 5))
+PROVIDER_LIPSYNC = provider_env("LIPSYNC", model="lipsync-2", rate=2, burst=10, concurrency=8)
+PROVIDER_LIPSYNC["poll_s"] = float(os.environ.get("LIPSYNC_POLL_S", 5))
+# Circuit breaker: open after N consecutive failures, try again after recovery_s, close after
+# M good trial calls. Retries: capped exponential backoff with full jitter; Retry-After wins,
+# up to retry_after_cap_s.
+PROVIDER_BREAKER = {
+    "failures": int(os.environ.get("PROVIDER_BREAKER_FAILURES", 5)),
+    "recovery_s": float(os.environ.get("PROVIDER_BREAKER_RECOVERY_S", 30)),
+    "successes": int(os.environ.get("PROVIDER_BREAKER_SUCCESSES", 2)),
+}
+PROVIDER_RETRY = {
+    "max_attempts": int(os.environ.get("PROVIDER_RETRY_ATTEMPTS", 4)),
+    "base_s": float(os.environ.get("PROVIDER_RETRY_BASE_S", 0.5)),
+    "cap_s": float(os.environ.get("PROVIDER_RETRY_CAP_S", 20)),
+    "retry_after_cap_s": float(os.environ.get("PROVIDER_RETRY_AFTER_CAP_S", 60)),
+}
+# The offline animatic: where renders go, and the x264 preset (speed against file size).
+ANIMATIC_DIR = Path(os.environ.get("ANIMATIC_DIR", VAR_DIR / "animatics"))
+ANIMATIC_PRESET = os.environ.get("ANIMATIC_PRESET", "veryfast")
+# httpx logs every request at INFO; the usage ledger already records each call.
+LOGGING["loggers"]["httpx"] = {"level": "WARNING"}

@@ -36,3 +36,24 @@ def login(user) -> Client:
 @pytest.fixture
 def producer_client(producer):
     return login(producer)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite, test against a file, as the studio runs: the job worker's database thread
+    needs WAL and busy waits, which an in-memory database (shared cache) does not give: there a
+    concurrent reader fails at once with "database table is locked"."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(
+            tmp_path_factory.mktemp("db") / "test.sqlite3"
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Browser tests run last: Playwright's sync API leaves an event loop running in the test
+    thread, after which pytest-asyncio cannot run async tests (websocket and job engine tests)."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -60,7 +60,9 @@ def console_errors(page: Page) -> list[str]:
 
     def on_console(message) -> None:
         # The studio ships no favicon: Chromium's own request for it is not the page's doing.
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+        if message.type != "error" or live_socket_on_wsgi(message):
+            return
+        if not message.location.get("url", "").endswith("/favicon.ico"):
             errors.append(f"console: {message.text} ({message.location.get('url')})")
 
     page.on("console", on_console)
@@ -68,6 +70,16 @@ def console_errors(page: Page) -> list[str]:
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     return errors
+
+
+def live_socket_on_wsgi(message) -> bool:
+    """Django's live_server speaks WSGI, so the live views' websocket (/ws/...) cannot connect
+    there; htmx's ws extension logs that, and htmx logs its wsError event ("[object Event]").
+    Live updates are tested against Daphne in test_live_browser.py."""
+    url = message.location.get("url", "")
+    if url.endswith("/hx-ws-2.min.js") and "/ws/dramas/" in message.text:
+        return True
+    return url.endswith("/htmx-2.min.js") and message.text == "[object Event]"
 
 
 def shot(page: Page, name: str) -> None:

@@ -5,7 +5,9 @@ from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 
 from dramas import services
+from dramas.jobs import chapter_check_enqueue
 from dramas.models import Role
+from studio.jobs.models import Job, QueuePause
 from tests.conftest import login
 from tests.factories import (
     add_member,
@@ -47,6 +49,7 @@ def world(db):
     scene = create_scene(chapter=chapter, characters=[character])
     line = create_line(scene=scene, speaker=character)
     version = services.chapter_version_save(chapter=chapter)
+    job = chapter_check_enqueue(chapter=chapter)
     viewer = add_member(drama=drama, role=Role.VIEWER)
     editor = add_member(drama=drama, role=Role.EDITOR)
     ids = {
@@ -58,6 +61,7 @@ def world(db):
         "line_id": line.id,
         "version_id": version.id,
         "membership_id": drama.memberships.get(user=viewer).id,
+        "job_id": job.id,
     }
     return {"drama": drama, "producer": producer, "viewer": viewer, "editor": editor, "ids": ids}
 
@@ -143,4 +147,6 @@ def _snapshot(drama) -> tuple:
         list(drama.chapters.values_list("scenes__id", "scenes__order", "scenes__location")),
         list(drama.chapters.values_list("scenes__lines__id", "scenes__lines__line")),
         list(drama.chapters.values_list("versions__id", flat=True)),
+        list(Job.objects.filter(drama_id=drama.id).values_list("id", "status", "priority")),
+        QueuePause.objects.filter(drama_id=drama.id).exists(),
     )

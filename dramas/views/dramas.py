@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from characters.models import ReferenceImage
-from dramas import services
+from dramas import live, services
 from dramas.forms import DramaForm, MemberForm
 from dramas.models import Drama, Membership, Role
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
@@ -72,7 +72,7 @@ def drama_board(request, drama):
         selected = chapters[0]
     scenes = []
     if selected is not None:
-        scenes = selected.scenes.prefetch_related("characters", "lines__speaker")
+        scenes = list(selected.scenes.prefetch_related("characters", "lines__speaker"))
     characters = drama.characters.annotate(
         reference_count=Count("references"),
         good_count=Count("references", filter=Q(references__quality="good")),
@@ -87,6 +87,8 @@ def drama_board(request, drama):
         "characters": characters,
         "can_edit": can(request, Role.EDITOR),
         "can_produce": can(request, Role.PRODUCER),
+        # The queue summary and each scene's running job (also pushed live, dramas/live.py).
+        **live.board_context(drama=drama, scenes=scenes),
     }
     if request.htmx and request.htmx.target == "board-body":
         return render(request, "dramas/board.html#board-body", context)

@@ -70,6 +70,23 @@
   document.addEventListener("htmx:sendError", function () {
     showError("The studio is unreachable. Check the server is running, then try again.");
   });
+  // Live views (htmx ws extension): say so while the socket is down. The extension reconnects
+  // with backoff after an abnormal close and the server resends a full snapshot on connect.
+  document.addEventListener("htmx:wsOpen", function () { setLive(""); });
+  document.addEventListener("htmx:wsClose", function (event) {
+    const code = event.detail && event.detail.event ? event.detail.event.code : 0;
+    if (code === 1000 || code === 1001) return;  // the page is going away or swapped the view
+    setLive([1006, 1011, 1012, 1013].indexOf(code) >= 0
+      ? "Live updates interrupted: reconnecting…"
+      : "Live updates stopped. Reload the page to see the latest state.");
+  });
+  function setLive(text) {
+    const status = document.getElementById("live-status");
+    if (!status) return;
+    status.textContent = text;
+    status.hidden = !text;
+  }
+
   function showError(text) {
     const toast = document.getElementById("htmx-error");
     if (!toast) return;

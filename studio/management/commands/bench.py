@@ -11,6 +11,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 BENCHMARKS: dict[str, str] = {
     # name: "module:function"
+    "consistency": "characters.bench:consistency",
+    "ratelimit": "studio.providers.bench:ratelimit",
+    "animatic": "studio.providers.bench:animatic",
+    "queue": "studio.jobs.bench:queue",
+    "fanout": "studio.fanout_bench:fanout",
 }
 
 

@@ -2,10 +2,12 @@
 
 Static files are served by wrapping the ASGI app in Django's ASGIStaticFilesHandler, which
 serves from the staticfiles finders whatever DEBUG says: no collectstatic step. Daphne calls
-`ready_callable` on its own event loop just before serving; the embedded job worker will be
-started there (DESIGN §4), so it shares the loop and the in-memory channel layer.
+`ready_callable` on its own event loop just before serving; the embedded job worker starts there
+(DESIGN §4), so it shares the loop and the in-memory channel layer with the consumers. On
+SIGTERM the worker gets its grace period before the reactor stops (a "before shutdown" trigger).
 """
 
+import asyncio
 import logging
 import os
 
@@ -70,9 +72,10 @@ class Command(BaseCommand):
         self.ready = False
 
         def on_ready() -> None:
-            # Called just before Daphne serves, with its event loop current: the job worker
-            # will be started here as a task on that loop.
+            # Called just before Daphne serves, with its event loop current.
             self.ready = True
+            if settings.STUDIO_EMBEDDED_WORKER:
+                self.start_worker()
             self.stdout.write(self.style.SUCCESS(f"Drama Studio is serving at {url}"))
             if login:
                 self.stdout.write(login)
@@ -92,6 +95,23 @@ class Command(BaseCommand):
                 "Choose another with --port or PORT=..."
             )
         self.stdout.write("Drama Studio stopped.")
+
+    def start_worker(self) -> None:
+        """Run the job worker as a task on Daphne's loop; stop it before the reactor stops."""
+        from twisted.internet import defer, reactor
+
+        from studio.jobs.worker import Worker
+
+        worker = Worker(name="embedded")
+        task = asyncio.get_event_loop().create_task(worker.run())
+
+        async def stop() -> None:
+            await worker.stop()
+            await task
+
+        reactor.addSystemEventTrigger(
+            "before", "shutdown", lambda: defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
+        )
 
     def demo_login(self) -> str:
         """The login line to show, without claiming a password the user has since changed."""

@@ -1,0 +1,87 @@
+"""Read-only queries for the queue page, the board and the live consumer."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count
+
+from studio.jobs.models import ACTIVE, Job, JobStatus, QueuePause
+
+SECTION_LIMIT = 50
+ACTIVE_SCAN_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    running: int
+    queued: int
+    failed: int
+    done: int
+    paused: bool
+
+    @property
+    def idle(self) -> bool:
+        return not (self.running or self.queued or self.failed)
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    jobs: list[Job]
+    total: int
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.jobs)
+
+
+def queue_summary(*, drama_id: int) -> QueueSummary:
+    counts = dict(
+        Job.objects.filter(drama_id=drama_id)
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    return QueueSummary(
+        running=counts.get(JobStatus.RUNNING, 0),
+        queued=counts.get(JobStatus.QUEUED, 0),
+        failed=counts.get(JobStatus.FAILED, 0),
+        done=counts.get(JobStatus.SUCCEEDED, 0) + counts.get(JobStatus.CANCELLED, 0),
+        paused=QueuePause.objects.filter(drama_id=drama_id).exists(),
+    )
+
+
+def queue_sections(*, drama_id: int, limit: int = SECTION_LIMIT) -> list[Section]:
+    """Running, queued (in the order they will run), failed, and recently finished jobs."""
+    jobs = Job.objects.filter(drama_id=drama_id)
+    finished = [JobStatus.SUCCEEDED, JobStatus.CANCELLED]
+    parts = [
+        ("running", "Running", jobs.filter(status=JobStatus.RUNNING).order_by("started_at", "id")),
+        ("queued", "Queued", jobs.filter(status=JobStatus.QUEUED).order_by("-priority", "id")),
+        ("failed", "Failed", jobs.filter(status=JobStatus.FAILED).order_by("-finished_at", "-id")),
+        ("done", "Done", jobs.filter(status__in=finished).order_by("-finished_at", "-id")),
+    ]
+    return [
+        Section(key, title, list(queryset[:limit]), queryset.count())
+        for key, title, queryset in parts
+    ]
+
+
+def active_jobs_by_scene(*, drama_id: int) -> dict[int, Job]:
+    """The job to show on each scene's tile: running before queued, then the furthest along."""
+    jobs = Job.objects.filter(drama_id=drama_id, status__in=ACTIVE).order_by("id")
+    by_scene: dict[int, Job] = {}
+    for job in jobs[:ACTIVE_SCAN_LIMIT]:
+        for scene_id in job.scene_ids:
+            shown = by_scene.get(scene_id)
+            if shown is None or _rank(job) > _rank(shown):
+                by_scene[scene_id] = job
+    return by_scene
+
+
+def jobs_for_drama(*, drama_id: int, ids) -> list[Job]:
+    return list(Job.objects.filter(drama_id=drama_id, id__in=list(ids)))
+
+
+def _rank(job: Job) -> tuple:
+    return (job.status == JobStatus.RUNNING, job.progress)

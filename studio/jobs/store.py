@@ -1,0 +1,247 @@
+"""The worker's database operations: short synchronous transactions, run off the event loop.
+
+Every write to a running job is guarded by `lease_owner=<this worker>, status=running`, so a
+worker whose lease was reaped can never overwrite what another worker now owns.
+
+Claiming: on PostgreSQL candidate rows are locked with `FOR UPDATE SKIP LOCKED`, so concurrent
+workers never wait for or take each other's rows; on SQLite the transaction is IMMEDIATE
+(settings), so claims from all processes are serialised by the database lock. One transaction
+settles the jobs that just finished and claims the next batch, which keeps the per-job cost of
+a busy worker to a fraction of a commit.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from studio import events
+from studio.jobs.models import Job, JobStatus, QueuePause
+
+CHANGED = "jobs.changed"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    kind: str
+    payload: dict
+    drama_id: int | None
+    attempts: int
+    max_attempts: int
+    checkpoint: Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. `state`: succeeded, retry, failed, cancelled, released, lost."""
+
+    state: str
+    result: Any = None
+    error: str = ""
+    retry_at: datetime | None = None
+
+
+@dataclass
+class _Touched:
+    by_drama: dict[int | None, set[int]] = field(default_factory=dict)
+
+    def add(self, drama_id: int | None, job_id: int) -> None:
+        self.by_drama.setdefault(drama_id, set()).add(job_id)
+
+    def publish(self, type: str = CHANGED) -> None:
+        for drama_id, ids in self.by_drama.items():
+            events.publish(drama_id=drama_id, type=type, ids=ids)
+
+
+def cycle(
+    *,
+    owner: str,
+    settled: list[tuple[Claimed, Outcome]],
+    claim_limit: int,
+    lease_s: float,
+) -> list[Claimed]:
+    """Record finished attempts and claim up to `claim_limit` jobs, in one transaction."""
+    if not settled and not _anything_due():
+        return []  # an idle poll: no write lock taken
+    touched = _Touched()
+    with transaction.atomic():
+        now = timezone.now()
+        for job, outcome in settled:
+            if _settle(owner=owner, job=job, outcome=outcome, now=now):
+                touched.add(job.drama_id, job.id)
+        claimed = _claim(owner=owner, limit=claim_limit, lease_s=lease_s, now=now)
+        for job in claimed:
+            touched.add(job.drama_id, job.id)
+        touched.publish()
+    return claimed
+
+
+def _anything_due() -> bool:
+    ready = Job.objects.filter(status=JobStatus.QUEUED, run_after__lte=timezone.now())
+    return ready.exists()
+
+
+def _settle(*, owner: str, job: Claimed, outcome: Outcome, now: datetime) -> bool:
+    ours = Job.objects.filter(id=job.id, lease_owner=owner, status=JobStatus.RUNNING)
+    free = {"lease_owner": "", "lease_expires_at": None}
+    match outcome.state:
+        case "succeeded":
+            changes = {"status": JobStatus.SUCCEEDED, "progress": 1.0, "result": outcome.result}
+            changes |= {"finished_at": now, "last_error": "", "cancel_requested": False}
+        case "retry":
+            changes = {"status": JobStatus.QUEUED, "run_after": outcome.retry_at}
+            changes |= {"last_error": outcome.error}
+        case "failed":
+            changes = {"status": JobStatus.FAILED, "finished_at": now, "last_error": outcome.error}
+        case "cancelled":
+            changes = {"status": JobStatus.CANCELLED, "finished_at": now}
+            changes |= {"last_error": outcome.error, "cancel_requested": False}
+        case "released":  # shutdown: not the job's fault, so the attempt is given back
+            changes = {"status": JobStatus.QUEUED, "run_after": now}
+            changes |= {"attempts": F("attempts") - 1, "progress_note": "Waiting for a worker"}
+        case _:  # lost: the row is no longer ours to write
+            return False
+    return ours.update(**changes, **free) == 1
+
+
+def _claim(*, owner: str, limit: int, lease_s: float, now: datetime) -> list[Claimed]:
+    if limit <= 0:
+        return []
+    ready = Job.objects.filter(status=JobStatus.QUEUED, run_after__lte=now).exclude(
+        Exists(QueuePause.objects.filter(drama_id=OuterRef("drama_id")))
+    )
+    # Per-drama fairness: each drama's jobs are ranked within their priority, and a drama's
+    # running jobs count against it, so one drama's 500 takes queue behind another's 5.
+    candidates = list(
+        ready.annotate(
+            rank=Window(
+                RowNumber(), partition_by=[F("drama_id"), F("priority")], order_by=F("id").asc()
+            )
+        )
+        .filter(rank__lte=limit)
+        .values_list("id", "drama_id", "priority", "rank")
+    )
+    if not candidates:
+        return []
+    dramas = {drama_id for _, drama_id, _, _ in candidates}
+    if len(dramas) > 1:
+        # Highest priority first; then the drama with the fewest jobs running and ahead of
+        # this one; then the drama served least recently (round robin, one job at a time).
+        load = {
+            drama_id: (running, last.timestamp() if last else 0.0)
+            for drama_id, running, last in Job.objects.filter(drama_id__in=dramas - {None})
+            .values("drama_id")
+            .annotate(
+                running=Count("id", filter=Q(status=JobStatus.RUNNING)), last=Max("started_at")
+            )
+            .values_list("drama_id", "running", "last")
+        }
+        candidates.sort(
+            key=lambda c: (
+                -c[2],
+                load.get(c[1], (0, 0.0))[0] + c[3],
+                load.get(c[1], (0, 0.0))[1],
+                c[0],
+            )
+        )
+    else:
+        candidates.sort(key=lambda c: (-c[2], c[0]))
+    wanted = [c[0] for c in candidates]
+    if connection.features.has_select_for_update_skip_locked:
+        locked = set(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(id__in=wanted, status=JobStatus.QUEUED)
+            .values_list("id", flat=True)
+        )
+        wanted = [job_id for job_id in wanted if job_id in locked]
+    ids = wanted[:limit]
+    Job.objects.filter(id__in=ids, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING,
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+        attempts=F("attempts") + 1,
+        started_at=now,
+        progress_note="",
+    )
+    rows = Job.objects.filter(id__in=ids, lease_owner=owner, status=JobStatus.RUNNING).values_list(
+        "id", "kind", "payload", "drama_id", "attempts", "max_attempts", "checkpoint"
+    )
+    order = {job_id: index for index, job_id in enumerate(ids)}
+    return sorted((Claimed(*row) for row in rows), key=lambda job: order[job.id])
+
+
+def watch(*, owner: str, job_ids: list[int], lease_s: float | None) -> tuple[set[int], set[int]]:
+    """Renew the leases (when `lease_s` is given); return (lost ids, cancel-requested ids)."""
+    if not job_ids:
+        return set(), set()
+    ours = Job.objects.filter(id__in=job_ids, lease_owner=owner, status=JobStatus.RUNNING)
+    if lease_s is not None:
+        ours.update(lease_expires_at=timezone.now() + timedelta(seconds=lease_s))
+    flags = dict(ours.values_list("id", "cancel_requested"))
+    lost = set(job_ids) - set(flags)
+    return lost, {job_id for job_id, wanted in flags.items() if wanted}
+
+
+def reap() -> int:
+    """Requeue running jobs whose lease expired (their worker died); fail the exhausted ones."""
+    if not Job.objects.filter(
+        status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()
+    ).exists():
+        return 0  # the usual case, answered without a write lock
+    touched = _Touched()
+    with transaction.atomic():
+        now = timezone.now()
+        expired = list(
+            Job.objects.select_for_update(**_skip_locked())
+            .filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+            .values_list("id", "drama_id", "attempts", "max_attempts", "cancel_requested")
+        )
+        free = {"lease_owner": "", "lease_expires_at": None}
+        for job_id, drama_id, attempts, max_attempts, cancel_requested in expired:
+            row = Job.objects.filter(id=job_id, status=JobStatus.RUNNING)
+            if cancel_requested:
+                row.update(status=JobStatus.CANCELLED, finished_at=now, **free)
+            elif attempts >= max_attempts:
+                row.update(
+                    status=JobStatus.FAILED,
+                    finished_at=now,
+                    last_error=(
+                        f"Gave up after {attempts} attempts: the worker running it stopped "
+                        "responding (its lease expired)."
+                    ),
+                    **free,
+                )
+            else:
+                row.update(
+                    status=JobStatus.QUEUED,
+                    run_after=now,
+                    progress_note="Requeued: its worker stopped responding",
+                    **free,
+                )
+            touched.add(drama_id, job_id)
+        touched.publish()
+    return len(expired)
+
+
+def save_checkpoint(*, owner: str, job_id: int, data: Any) -> bool:
+    ours = Job.objects.filter(id=job_id, lease_owner=owner, status=JobStatus.RUNNING)
+    return ours.update(checkpoint=data) == 1
+
+
+def save_progress(
+    *, owner: str, job_id: int, drama_id: int | None, progress: float, note: str
+) -> bool:
+    ours = Job.objects.filter(id=job_id, lease_owner=owner, status=JobStatus.RUNNING)
+    if ours.update(progress=progress, progress_note=note) != 1:
+        return False
+    events.publish(drama_id=drama_id, type="jobs.progress", ids=[job_id])
+    return True
+
+
+def _skip_locked() -> dict:
+    return {"skip_locked": True} if connection.features.has_select_for_update_skip_locked else {}

@@ -1,0 +1,110 @@
+"""Live progress in a real browser, served by the real `manage.py studio` (Daphne, websockets,
+the embedded worker on Daphne's loop, the in-memory channel layer): a job's progress bar moves
+and its row changes section without a reload, on the queue page and on the board."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.test_browser_journey import (  # noqa: F401  (the session's Chromium settings)
+    browser_type_launch_args,
+)
+from tests.test_studio_command import REPO, free_port, studio_env, wait_until_healthy
+
+pytestmark = pytest.mark.browser
+TIMEOUT_MS = 15_000
+
+ENQUEUE = """
+import sys
+import django
+django.setup()
+from dramas.models import Scene
+from studio.jobs.services import job_enqueue
+drama_id = int(sys.argv[1])
+scenes = list(Scene.objects.filter(chapter__drama_id=drama_id).values_list("id", flat=True))
+job_enqueue(kind="test.crash.steps", drama_id=drama_id, label="Live test job",
+            payload={"steps": 12, "step_s": 0.25, "scene_ids": scenes})
+"""
+
+
+@pytest.fixture
+def studio(tmp_path):
+    env = studio_env(tmp_path)
+    env.update(STUDIO_JOB_MODULES="tests.jobs_handlers", STUDIO_TEST_JOB_LOG=str(tmp_path / "log"))
+    port = free_port()
+    log_path = tmp_path / "studio.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "studio", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base, process, log_path)
+        yield base, env
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_it_moves_progress_live_on_the_queue_page_and_the_board(studio, page: Page):
+    base, env = studio
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill("producer")
+    page.get_by_label("Password").fill("drama-studio")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Midnight Broadcast").first.click()
+    drama_id = re.search(r"/dramas/(\d+)/", page.url).group(1)
+    board = page.context.new_page()
+    board.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    board.goto(page.url)
+    page.goto(f"{base}/dramas/{drama_id}/queue/")
+    expect(page.locator("#queue-running")).to_contain_text("Nothing running.")
+    page.wait_for_function("document.querySelector('[data-live]') !== null")
+    page.evaluate("window.__noReload = 'still here'")
+    board.evaluate("window.__noReload = 'still here'")
+
+    # A job enqueued by another process: the studio's worker picks it up by polling.
+    subprocess.run([sys.executable, "-c", ENQUEUE, drama_id], cwd=REPO, env=env, check=True)
+
+    row = page.locator("#queue-running tr.job", has_text="Live test job")
+    expect(row).to_be_visible()
+    # Progress swaps the row in place (out of band), so read the bar afresh each time.
+    progress = (
+        "() => Number(document.querySelector('#queue-running [role=progressbar]')"
+        "?.getAttribute('aria-valuenow') || 0)"
+    )
+    page.wait_for_function(f"({progress})() > 0")
+    first = page.evaluate(progress)
+    page.wait_for_function(f"({progress})() > {first}")
+    expect(page.locator("#queue-controls")).to_contain_text("1 running")
+    # The board's scene tiles show the same job while it runs.
+    tile_bar = board.locator(".scene-tile .scene-job [role=progressbar]").first
+    expect(tile_bar).to_be_visible()
+    expect(board.locator("#queue-summary")).to_contain_text("1 running")
+
+    # It finishes: the row moves to Done, the tiles' bars go, the counts follow.
+    expect(page.locator("#queue-done tr.job", has_text="Live test job")).to_be_visible()
+    expect(page.locator("#queue-controls")).to_contain_text("0 running")
+    expect(board.locator(".scene-tile .scene-job [role=progressbar]")).to_have_count(0)
+    expect(board.locator("#queue-summary")).to_contain_text("0 running")
+
+    # The demo job kind, from the board's button, without leaving the board.
+    board.get_by_role("button", name="Check script").click()
+    expect(board.get_by_text("Checking the script of chapter 1")).to_be_visible()
+    expect(page.locator("#queue-done tr.job", has_text="Check script: chapter 1")).to_be_visible()
+
+    assert page.evaluate("window.__noReload") == "still here"
+    assert board.evaluate("window.__noReload") == "still here"
+    assert errors == [], errors
