@@ -152,6 +152,17 @@ class ChapterVersion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # What a generated version cost, as the usage ledger recorded it (empty for written ones).
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    # NULL when the model has no price in the Price table: unknown, never a silent 0.
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    warnings = models.JSONField(
+        default=list, blank=True, help_text="What validation adjusted or flagged."
+    )
 
     class Meta:
         ordering = ["chapter", "-number"]
