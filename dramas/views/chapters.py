@@ -57,6 +57,26 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
     return context
 
 
+def _scene_changed(request, scene: Scene):
+    """After a write to one scene: its card (and the header) for htmx, else back to it."""
+    return done(
+        request,
+        _editor_url(scene.chapter, f"scene-{scene.id}"),
+        partial=f"{EDITOR}#scene-update",
+        context=_editor_context(request, scene.chapter, scene=scene),
+    )
+
+
+def _scenes_changed(request, chapter: Chapter, *, anchor: str = ""):
+    """After a write to the scene list: the whole panel (and the header) for htmx."""
+    return done(
+        request,
+        _editor_url(chapter, anchor),
+        partial=f"{EDITOR}#scenes-update",
+        context=_editor_context(request, chapter),
+    )
+
+
 def _render_editor(request, chapter, partial: str | None = None, status: int = 200, **extra):
     """The fragment for htmx, or the whole editor page (same partials) for a plain request."""
     context = _editor_context(request, chapter, **extra)
@@ -139,12 +159,7 @@ def scene_create(request, drama, chapter_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(
-                request,
-                _editor_url(chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scenes-update",
-                context=_editor_context(request, chapter),
-            )
+            return _scenes_changed(request, chapter, anchor=f"scene-{scene.id}")
     return _render_editor(request, chapter, "scenes-update", status=INVALID, new_scene_form=form)
 
 
@@ -167,12 +182,7 @@ def scene_edit(request, drama, scene_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(
-                request,
-                _editor_url(scene.chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scene-update",
-                context=_editor_context(request, scene.chapter, scene=scene),
-            )
+            return _scene_changed(request, scene)
     if form.errors:
         scene.refresh_from_db()  # show the stored scene around the rejected edit
     return _render_editor(
@@ -192,12 +202,7 @@ def scene_delete(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     chapter = scene.chapter
     services.scene_delete(scene=scene)
-    return done(
-        request,
-        _editor_url(chapter),
-        partial=f"{EDITOR}#scenes-update",
-        context=_editor_context(request, chapter),
-    )
+    return _scenes_changed(request, chapter)
 
 
 def _offset(request) -> int:
@@ -213,12 +218,7 @@ def _offset(request) -> int:
 def scene_move(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     services.scene_move(scene=scene, offset=_offset(request))
-    return done(
-        request,
-        _editor_url(scene.chapter, f"scene-{scene.id}"),
-        partial=f"{EDITOR}#scenes-update",
-        context=_editor_context(request, scene.chapter),
-    )
+    return _scenes_changed(request, scene.chapter, anchor=f"scene-{scene.id}")
 
 
 @drama_view()
@@ -232,12 +232,7 @@ def scenes_reorder(request, drama, chapter_id: int):
         messages.error(
             request, "The scenes changed while you were dragging; here is the current order."
         )
-    return done(
-        request,
-        _editor_url(chapter),
-        partial=f"{EDITOR}#scenes-update",
-        context=_editor_context(request, chapter),
-    )
+    return _scenes_changed(request, chapter)
 
 
 # --- Dialog lines ------------------------------------------------------------------------------
@@ -254,12 +249,7 @@ def line_create(request, drama, scene_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(
-                request,
-                _editor_url(scene.chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scene-update",
-                context=_editor_context(request, scene.chapter, scene=scene),
-            )
+            return _scene_changed(request, scene)
     return _render_editor(
         request,
         scene.chapter,
@@ -288,12 +278,7 @@ def line_edit(request, drama, line_id: int):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            return done(
-                request,
-                _editor_url(scene.chapter, f"scene-{scene.id}"),
-                partial=f"{EDITOR}#scene-update",
-                context=_editor_context(request, scene.chapter, scene=scene),
-            )
+            return _scene_changed(request, scene)
     if form.errors:
         dialog.refresh_from_db()
     return _render_editor(
@@ -313,12 +298,7 @@ def line_delete(request, drama, line_id: int):
     dialog = _line(drama, line_id)
     scene = dialog.scene
     services.line_delete(dialog=dialog)
-    return done(
-        request,
-        _editor_url(scene.chapter, f"scene-{scene.id}"),
-        partial=f"{EDITOR}#scene-update",
-        context=_editor_context(request, scene.chapter, scene=scene),
-    )
+    return _scene_changed(request, scene)
 
 
 @drama_view()
@@ -327,12 +307,7 @@ def line_move(request, drama, line_id: int):
     dialog = _line(drama, line_id)
     scene = dialog.scene
     services.line_move(dialog=dialog, offset=_offset(request))
-    return done(
-        request,
-        _editor_url(scene.chapter, f"scene-{scene.id}"),
-        partial=f"{EDITOR}#scene-update",
-        context=_editor_context(request, scene.chapter, scene=scene),
-    )
+    return _scene_changed(request, scene)
 
 
 # --- Versions ----------------------------------------------------------------------------------
