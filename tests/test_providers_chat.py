@@ -15,7 +15,7 @@ from studio.providers.errors import (
     StreamError,
 )
 from studio.providers.ledger import MemoryLedger
-from studio.providers.openai_chat import sse_data
+from studio.providers.openai_chat import response_format_for, sse_data
 from tests.providers_support import API_KEY, chat_for, fast_guard, running_sim
 
 
@@ -65,6 +65,26 @@ async def test_it_asks_for_json_output_unless_the_server_rejects_it(sim):
     assert json.loads(reply.text)["reply"].startswith("simulated answer")
     plain = await chat_for(sim, json_mode="none").complete(ask(), json_output=True)
     assert plain.text.startswith("Simulated answer")
+
+
+async def test_it_sends_the_schema_where_the_server_takes_one(sim):
+    schema = {"type": "object", "required": ["reply"], "properties": {"reply": {"type": "string"}}}
+    reply = await chat_for(sim, json_mode="json_schema").complete(ask(), json_output=schema)
+    assert json.loads(reply.text)["reply"].startswith("simulated answer")
+    assert response_format_for(schema, mode="json_schema") == {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": False},
+        }
+    }
+    # A server in json_object mode gets plain JSON mode, and "any JSON" never sends a schema.
+    assert response_format_for(schema, mode="json_object") == {
+        "response_format": {"type": "json_object"}
+    }
+    assert response_format_for(True, mode="json_schema") == {
+        "response_format": {"type": "json_object"}
+    }
+    assert response_format_for(schema, mode="none") == {}
 
 
 async def test_it_streams_text_with_usage_in_the_final_chunk(sim):

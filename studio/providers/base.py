@@ -50,6 +50,9 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 @runtime_checkable
 class ChatProvider(Protocol):
+    """`json_output`: True asks for JSON; a dict is a JSON schema the answer must follow,
+    sent as such where the server supports it (the provider's json mode says)."""
+
     name: str
     model: str
     label: str
@@ -58,7 +61,7 @@ class ChatProvider(Protocol):
         self,
         messages: Sequence[Message],
         *,
-        json_output: bool = False,
+        json_output: bool | dict = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> ChatResult: ...
@@ -67,7 +70,7 @@ class ChatProvider(Protocol):
         self,
         messages: Sequence[Message],
         *,
-        json_output: bool = False,
+        json_output: bool | dict = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> AsyncIterator[ChatChunk]: ...

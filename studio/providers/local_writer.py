@@ -176,7 +176,7 @@ class LocalWriter:
         self,
         messages: Sequence[Message],
         *,
-        json_output: bool = False,
+        json_output: bool | dict = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> ChatResult:
@@ -195,7 +195,7 @@ class LocalWriter:
         self,
         messages: Sequence[Message],
         *,
-        json_output: bool = False,
+        json_output: bool | dict = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> AsyncIterator[ChatChunk]:

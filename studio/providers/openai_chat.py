@@ -30,9 +30,23 @@ from studio.providers.transport import HttpConfig, HttpProvider, Outcome, reques
 PERMANENT_STREAM_ERRORS = frozenset({"invalid_request_error", "invalid_request", "bad_request"})
 
 
+def response_format_for(json_output: bool | dict, *, mode: str) -> dict:
+    """The request's `response_format`: a schema where the server takes one, else JSON mode.
+
+    `json_output` is True for "any JSON" or a JSON schema (a dict) the answer must follow.
+    """
+    if mode == "json_schema" and isinstance(json_output, dict):
+        schema = {"name": "answer", "schema": json_output, "strict": False}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+    if mode in ("json_schema", "json_object"):
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
 @dataclass
 class ChatConfig(HttpConfig):
-    # "json_object" sends response_format for JSON output; "none" for servers that reject it.
+    # How JSON output is asked for: "json_schema" sends the caller's schema (OpenAI, vLLM,
+    # llama.cpp), "json_object" only asks for JSON (DeepSeek, Gemini), "none" sends nothing.
     json_mode: str = "json_object"
     # Ask for usage in the final stream chunk (stream_options.include_usage).
     stream_usage: bool = True
@@ -89,8 +103,8 @@ class OpenAICompatibleChat(HttpProvider):
 
     def _body(self, messages, *, json_output, temperature, max_tokens, stream) -> dict:
         body: dict = {"model": self.model, "messages": [dict(m) for m in messages]}
-        if json_output and self.config.json_mode == "json_object":
-            body["response_format"] = {"type": "json_object"}
+        if json_output:
+            body.update(response_format_for(json_output, mode=self.config.json_mode))
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
@@ -105,7 +119,7 @@ class OpenAICompatibleChat(HttpProvider):
         self,
         messages: Sequence[Message],
         *,
-        json_output: bool = False,
+        json_output: bool | dict = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> ChatResult:
@@ -147,7 +161,7 @@ class OpenAICompatibleChat(HttpProvider):
         self,
         messages: Sequence[Message],
         *,
-        json_output: bool = False,
+        json_output: bool | dict = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> AsyncIterator[ChatChunk]:

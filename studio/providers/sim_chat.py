@@ -1,8 +1,11 @@
 """The simulator's chat completions: JSON answers and SSE streams, with stream faults.
 
 A chapter brief (writer.brief_messages) is answered with the offline writer's script, so the LLM
-path can be exercised end to end; anything else with an echo. Usage counts about four characters
-a token, and a system prompt seen before counts as cached (prompt caching).
+path can be exercised end to end; anything else with an echo. Scripted replies
+(`Simulator.queue_replies`) come first: fenced or chatty JSON, broken scripts, empty answers or
+answers cut at max_tokens (finish reason "length"), as real models send them. Usage counts
+about four characters a token, and a system prompt seen before counts as cached (prompt
+caching).
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ async def chat(sim: Simulator, request: Request, fault: str) -> Response:
     if not isinstance(messages, list) or not messages:
         return error_response(400, "messages must be a non-empty list")
     model = str(body.get("model") or "sim-chat")
-    text = _reply(messages, body)
+    scripted = sim.replies.popleft() if sim.replies else None
+    text = scripted["content"] if scripted else _reply(messages, body)
+    finish = scripted["finish_reason"] if scripted else "stop"
     usage = _usage(sim, messages, text)
     request_id = f"chatcmpl-{sim.stats.requests['chat']:06d}"
     if not body.get("stream"):
@@ -83,14 +88,14 @@ async def chat(sim: Simulator, request: Request, fault: str) -> Response:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
+                        "finish_reason": finish,
                     }
                 ],
                 "usage": usage,
             }
         )
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    stream = _sse(sim, request_id, model, text, usage if include_usage else None, fault)
+    stream = _sse(sim, request_id, model, text, usage if include_usage else None, fault, finish)
     return Response(
         200,
         headers={"content-type": "text/event-stream", "cache-control": "no-cache"},
@@ -98,7 +103,7 @@ async def chat(sim: Simulator, request: Request, fault: str) -> Response:
     )
 
 
-async def _sse(sim: Simulator, request_id, model, text, usage, fault):
+async def _sse(sim: Simulator, request_id, model, text, usage, fault, finish="stop"):
     base = {
         "id": request_id,
         "object": "chat.completion.chunk",
@@ -134,7 +139,7 @@ async def _sse(sim: Simulator, request_id, model, text, usage, fault):
         yield delta({"content": piece})
         if sim.config.keepalive and index % 8 == 3:
             yield b"\n"
-    yield delta({}, "stop")
+    yield delta({}, finish)
     if usage is not None:
         yield event({**base, "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"

@@ -19,9 +19,11 @@ async def sim_config(sim: Simulator, request: Request, fault: str) -> Response:
     try:
         values = request.json() or {}
         script = values.pop("script", {})
+        replies = values.pop("replies", [])
         sim.config.update(values)
         for route, faults in script.items():
             sim.queue_faults(route, *faults)
+        sim.queue_replies(*replies)
     except (ValueError, TypeError) as error:
         return error_response(400, f"bad config: {error}")
     return Response.of_json(sim.snapshot())

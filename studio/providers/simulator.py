@@ -150,6 +150,8 @@ class Simulator:
         self.jobs: dict[str, dict] = {}
         self.jobs_by_key: dict[tuple[str, str], str] = {}
         self.seen_prompts: set[str] = set()
+        # Scripted chat answers, one per request, before the default answers (see queue_replies).
+        self.replies: deque[dict] = deque()
         self.routes = sim_routes.routes()
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -164,9 +166,25 @@ class Simulator:
                 raise ValueError(f"unknown fault {fault!r}")
             self.script[route].append(fault)
 
+    def queue_replies(self, *replies: str | dict) -> None:
+        """The next chat requests answer with these bodies, in order: a string is the content
+        (finish reason "stop"); a dict may set `content` and `finish_reason` (e.g. "length", a
+        reply cut at max_tokens). Faults still apply on top."""
+        for reply in replies:
+            value = {"content": reply} if isinstance(reply, str) else dict(reply)
+            if not isinstance(value.get("content", ""), str):
+                raise ValueError("a reply's content must be text")
+            self.replies.append(
+                {
+                    "content": value.get("content", ""),
+                    "finish_reason": value.get("finish_reason") or "stop",
+                }
+            )
+
     def reset(self) -> None:
         self.stats = Stats()
         self.script.clear()
+        self.replies.clear()
         self.jobs.clear()
         self.jobs_by_key.clear()
         self.seen_prompts.clear()

@@ -1,0 +1,124 @@
+"""Chapter generation in a real browser against the real `manage.py studio` (websockets, the
+embedded worker) with the provider simulator as the writer, streaming slowly: the producer
+generates a chapter, watches it appear scene by scene, opens it, edits it, and restores the
+previous version."""
+
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.test_browser_journey import (  # noqa: F401  (the session's Chromium settings)
+    browser_type_launch_args,
+)
+from tests.test_studio_command import REPO, free_port, studio_env, wait_until_healthy
+
+pytestmark = pytest.mark.browser
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def studio(tmp_path):
+    env = studio_env(tmp_path)
+    sim_port, port = free_port(), free_port()
+    sim_log = (tmp_path / "sim.log").open("wb")
+    # Every answer streams in 24-character pieces, 40 ms apart: a chapter takes a few seconds.
+    simulator = subprocess.Popen(
+        [sys.executable, "manage.py", "provider_sim", "--port", str(sim_port),
+         "--fault-slow-stream", "1", "--slow-stream-s", "0.04"],
+        cwd=REPO, env=env, stdout=sim_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    env.update(
+        WRITER_BASE_URL=f"http://127.0.0.1:{sim_port}/v1",
+        WRITER_MODEL="gpt-4.1",
+        WRITER_PROVIDER="openai",
+        WRITER_API_KEY="sk-test",
+    )
+    log_path = tmp_path / "studio.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "studio", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"http://127.0.0.1:{sim_port}/_sim/stats")
+        wait_until_healthy(base, process, log_path)
+        yield base
+    finally:
+        for child in (process, simulator):
+            child.kill()
+            child.wait(timeout=10)
+        sim_log.close()
+
+
+def _wait_for(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_producer_watches_a_chapter_being_written_then_restores_the_old_one(studio, page: Page):
+    base = studio
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill("producer")
+    page.get_by_label("Password").fill("drama-studio")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Midnight Broadcast").first.click()
+    page.get_by_role("link", name="Open editor").click()
+    first_scene = page.locator("#scene-list .scene-card h3").first
+    original = first_scene.inner_text()
+    page.wait_for_function("document.querySelector('[data-live]') !== null")
+    page.evaluate("window.__noReload = 'still here'")
+
+    page.locator("#generate-panel summary").click()
+    page.get_by_label("Target length (s)").fill("45")
+    button = page.get_by_role("button", name=re.compile(r"^Generate chapter · "))
+    expect(button).to_contain_text("$")  # gpt-4.1 has a price: the estimate is in dollars
+    button.click()
+
+    # Scenes appear one by one while the answer streams in.
+    live = page.locator("#generation-live")
+    expect(live.locator(".preview-scene")).to_have_count(1)
+    expect(live).to_contain_text("Writing scene")
+    page.wait_for_function(
+        "document.querySelectorAll('#generation-live .preview-scene').length >= 2"
+    )
+    expect(live).to_contain_text("Written")
+    expect(live).to_contain_text("gpt-4.1")
+    assert page.evaluate("window.__noReload") == "still here"
+
+    # The new script, edited by hand.
+    live.get_by_role("link", name="Show the new script").click()
+    expect(first_scene).not_to_have_text(original)
+    page.get_by_role("link", name="Edit title").click()
+    page.get_by_label("Title", exact=True).fill("Written by the machine, titled by me")
+    page.get_by_role("button", name="Save").first.click()
+    expect(page.locator("#chapter-header h1")).to_contain_text("titled by me")
+
+    # Versions show the writer's usage; the producer restores the handwritten version.
+    page.get_by_role("link", name=re.compile(r"^Versions")).click()
+    expect(page.locator("table")).to_contain_text("gpt-4.1")
+    page.locator("tr", has_text="v1").get_by_role("link", name="Compare with current").click()
+    page.get_by_role("button", name="Restore version 1").click()
+    expect(page.locator("#scene-list .scene-card h3").first).to_have_text(original)
+    assert errors == [], errors
