@@ -1,0 +1,267 @@
+"""The take pipeline: one job per take, each step a durable checkpoint.
+
+    prompt -> preflight (budget) -> submit (handle saved BEFORE polling) -> poll -> download
+    -> lipsync (skipped visibly when not configured) -> frames (2/s + first and last)
+    -> score (every frame against the scene's characters) -> verdict (worst frame) -> done
+
+A restarted worker starts at the last checkpoint: after `submit` it polls the stored handle,
+so a take is never submitted twice. Decoding and face scoring run in the process pool. An open
+circuit breaker parks the take as "waiting for provider" and the job engine retries it after
+the breaker's own delay, instead of failing it.
+"""
+
+import asyncio
+import logging
+import tempfile
+
+from asgiref.sync import sync_to_async
+
+from characters.consistency import score_frame
+from dramas import pipeline_db as db
+from dramas.models import TakeStatus
+from dramas.sampling import sample_frames
+from dramas.takes import JOB_ATTEMPTS, RENDER, take_set
+from studio.jobs.registry import LeaseLost, PermanentError, Release, register
+from studio.providers import registry
+from studio.providers.animatic import plan as animatic_plan
+from studio.providers.base import JobHandle, JobState
+from studio.providers.errors import CircuitOpen, JobFailed
+from studio.providers.ledger import usage_scope
+from studio.providers.local_animatic import LocalAnimatic
+
+log = logging.getLogger(__name__)
+
+STEPS = ("prompt", "preflight", "submit", "poll", "download", "lipsync", "frames", "score")
+# Share of the progress bar each stage ends at.
+PROGRESS = {"submit": 0.05, "poll": 0.65, "download": 0.7, "lipsync": 0.72, "frames": 0.8}
+LIPSYNC_OFF = "Skipped: no lip-sync provider is configured (set LIPSYNC_BASE_URL)."
+TITLE_CARD = "Title card of the offline animatic: not a shot, not scored."
+LIPSYNC_NO_AUDIO = "Skipped: lip sync needs a voice track, and this studio makes none yet."
+
+
+def _db(function):
+    return sync_to_async(function, thread_sensitive=True)
+
+
+class TakeRun:
+    def __init__(self, ctx, info: db.TakeInfo) -> None:
+        self.ctx = ctx
+        self.info = info
+        self.take_id = info.take_id
+        self.video = registry.video()
+        self._last_saved = -1.0
+
+    async def set(self, **fields) -> None:
+        await _db(take_set)(take_id=self.take_id, **fields)
+
+    async def progress(self, fraction: float, note: str) -> None:
+        await self.ctx.progress(fraction, note=note)
+        if fraction - self._last_saved >= 0.05 or fraction >= 1:  # fewer writes than events
+            self._last_saved = fraction
+            await self.set(progress=fraction, note=note)
+
+    async def run(self) -> dict:
+        checkpoint = self.ctx.checkpoint if isinstance(self.ctx.checkpoint, dict) else {}
+        start = STEPS.index(checkpoint.get("step", STEPS[0]))
+        with usage_scope(drama_id=self.info.drama_id, take_id=self.take_id):
+            for index in range(start, len(STEPS)):
+                if self.ctx.stopping:
+                    raise Release()  # resume from this checkpoint on the next worker
+                await getattr(self, STEPS[index])()
+                following = STEPS[index + 1] if index + 1 < len(STEPS) else "done"
+                await self.ctx.save_checkpoint({"step": following})
+        return await self.finish()
+
+    # --- steps ------------------------------------------------------------------------------
+    async def prompt(self) -> None:
+        await self.set(
+            status=TakeStatus.RENDERING, started_at=_now(), note="Building the prompt", error=""
+        )
+        await _db(db.build_prompt)(
+            take_id=self.take_id,
+            max_refs=self.video.capabilities.max_reference_images,
+            provider=self.video.name,
+            model=self.video.model,
+        )
+
+    async def preflight(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        try:
+            await _db(db.preflight)(take_id=self.take_id)
+        except ValidationError as error:
+            raise PermanentError(" ".join(error.messages)) from None
+
+    async def submit(self) -> None:
+        info = await _db(db.load)(take_id=self.take_id)
+        if info.remote_handle:
+            return  # submitted before a restart: poll that job, never a second one
+        request = await _db(db.video_request)(take_id=self.take_id)
+        await self.set(note=f"Submitting to {self.video.name}")
+        handle = await self.video.submit(request, info.idempotency_key)
+        # Durable before the first poll: a restart finds the handle and resumes polling.
+        await _db(db.save_handle)(take_id=self.take_id, handle=handle.to_json())
+        await self.progress(PROGRESS["submit"], f"Submitted to {self.video.name}")
+
+    async def poll(self) -> None:
+        info = await _db(db.load)(take_id=self.take_id)
+        handle = JobHandle.from_json(info.remote_handle)
+        low, high = PROGRESS["submit"], PROGRESS["poll"]
+        while True:
+            status = await self.video.poll(handle)
+            if status.state is JobState.SUCCEEDED:
+                break
+            if status.state is JobState.FAILED and status.vendor_status == "lost":
+                # The offline renderer lost its render with the process: render the same key
+                # again (it is free, and the key keeps it one job).
+                request = await _db(db.video_request)(take_id=self.take_id)
+                handle = await self.video.submit(request, info.idempotency_key)
+                continue
+            if status.state.finished:
+                raise JobFailed(
+                    status.error or f"the provider ended the job: {status.state.value}",
+                    provider=self.video.name,
+                    retryable=False,  # a new take (new seed) is the way on, not a resubmit
+                )
+            percent = round(status.progress * 100)
+            note = f"{self.video.name}: {status.vendor_status or status.state.value} {percent}%"
+            if info.status != TakeStatus.RENDERING:  # back from "waiting for provider"
+                info.status = TakeStatus.RENDERING
+                await self.set(status=TakeStatus.RENDERING, note=note)
+            await self.progress(low + (high - low) * status.progress, note)
+            await asyncio.sleep(max(0.05, status.poll_after_s))
+
+    async def download(self) -> None:
+        info = await _db(db.load)(take_id=self.take_id)
+        data = await self.video.fetch(JobHandle.from_json(info.remote_handle))
+        await _db(db.save_video)(take_id=self.take_id, data=data)
+        await self.progress(PROGRESS["download"], f"Downloaded {len(data) // 1024} KB")
+
+    async def lipsync(self) -> None:
+        note = LIPSYNC_OFF if registry.lipsync() is None else LIPSYNC_NO_AUDIO
+        await self.set(status=TakeStatus.LIPSYNC, lipsync_note=note)
+        await self.progress(PROGRESS["lipsync"], "Lip sync skipped")
+
+    async def frames(self) -> None:
+        path = await _db(db.video_path)(take_id=self.take_id)
+        await self.set(status=TakeStatus.SCORING, note="Sampling frames")
+        with tempfile.TemporaryDirectory(prefix="take-frames-") as folder:
+            sampled = await self.ctx.run_cpu(sample_frames, path, folder)
+            await _db(db.save_frames)(take_id=self.take_id, frames=sampled)
+        await self.progress(PROGRESS["frames"], f"Sampled {len(sampled)} frames")
+
+    async def score(self) -> None:
+        profiles, unprofiled = await _db(db.profiles)(take_id=self.take_id)
+        rows = await _db(_frame_rows)(take_id=self.take_id)
+        self.expected = [p.name for p in profiles]
+        self.unprofiled = unprofiled
+        if not profiles:
+            return
+        threshold = self.info.threshold
+        title_end_s = await self.title_card_end_s()
+        done = 0
+
+        async def one(frame_id: int, path: str, time_s: float) -> None:
+            nonlocal done
+            if time_s < title_end_s:
+                scores = {"skipped": TITLE_CARD, "characters": [], "face_count": 0}
+            else:
+                result = await self.ctx.run_cpu(score_frame, path, profiles, threshold)
+                scores = result.to_dict()
+            await _db(db.save_frame_score)(frame_id=frame_id, scores=scores, threshold=threshold)
+            done += 1
+            low = PROGRESS["frames"]
+            await self.progress(
+                low + (0.99 - low) * done / len(rows), f"Scored {done} of {len(rows)} frames"
+            )
+
+        await asyncio.gather(*(one(*row) for row in rows))
+
+    async def title_card_end_s(self) -> float:
+        """Where the offline animatic's title card ends (0 for other providers): the card
+        shows the cast blurred behind the scene title, which is not a shot to judge."""
+        if not isinstance(self.video, LocalAnimatic) or not self.video.options.title_card:
+            return 0.0
+        request = await _db(db.video_request)(take_id=self.take_id)
+        fps = self.video.options.fps
+        shots = animatic_plan(request, fps=fps, title_card=True)
+        return shots[0].frames / fps if shots and shots[0].kind == "title" else 0.0
+
+    async def finish(self) -> dict:
+        if not hasattr(self, "expected"):  # resumed after scoring: read the cast again
+            profiles, self.unprofiled = await _db(db.profiles)(take_id=self.take_id)
+            self.expected = [p.name for p in profiles]
+        result = await _db(db.take_verdict)(
+            take_id=self.take_id, expected=self.expected, unprofiled=self.unprofiled
+        )
+        note = "Done"
+        await self.set(status=TakeStatus.DONE, progress=1.0, note=note)
+        follow_up = await _db(db.auto_regenerate)(take_id=self.take_id)
+        if follow_up:
+            await self.set(note=follow_up)
+        return {"take_id": self.take_id, **result, "note": follow_up or note}
+
+
+def _frame_rows(*, take_id: int) -> list[tuple[int, str, float]]:
+    from dramas.models import Frame
+
+    frames = Frame.objects.filter(take_id=take_id).order_by("index")
+    return [(f.id, f.image.path, f.time_s) for f in frames]
+
+
+def _cancel_requested(*, job_id: int) -> bool:
+    from studio.jobs.models import Job
+
+    return Job.objects.filter(id=job_id, cancel_requested=True).exists()
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+@register(RENDER, max_attempts=JOB_ATTEMPTS)
+async def take_render(ctx) -> dict:
+    info = await _db(db.load)(take_id=ctx.payload["take_id"])
+    if info is None:
+        raise PermanentError("The take no longer exists.")
+    if info.status in (TakeStatus.DONE, TakeStatus.CANCELLED):
+        return {"take_id": info.take_id, "status": info.status}
+    run = TakeRun(ctx, info)
+    try:
+        return await run.run()
+    except asyncio.CancelledError:
+        # A user's cancel is a flag on the job; shutdown or a lost lease keep the take going.
+        if await _db(_cancel_requested)(job_id=ctx.job_id):
+            await _cancel_remote(run)
+            await run.set(status=TakeStatus.CANCELLED, note="Cancelled by a user.")
+        raise
+    except (Release, LeaseLost):
+        raise
+    except CircuitOpen as error:
+        wait = error.retry_after_s or 0
+        if ctx.attempt >= ctx.max_attempts:
+            await run.set(status=TakeStatus.FAILED, error=f"{error}", note="Provider unavailable")
+        else:
+            await run.set(
+                status=TakeStatus.WAITING,
+                note=f"Waiting for {run.video.name}: it is failing, next try in {wait:.0f} s",
+            )
+        raise
+    except Exception as error:
+        text = str(error) or type(error).__name__
+        if not getattr(error, "retryable", True) or ctx.attempt >= ctx.max_attempts:
+            await run.set(status=TakeStatus.FAILED, error=text[:2000], note="Failed")
+        else:
+            await run.set(note=f"Attempt {ctx.attempt} failed, retrying: {text[:200]}")
+        raise
+
+
+async def _cancel_remote(run: TakeRun) -> None:
+    try:
+        info = await _db(db.load)(take_id=run.take_id)
+        if info and info.remote_handle:
+            await run.video.cancel(JobHandle.from_json(info.remote_handle))
+    except Exception:  # the vendor may refuse; the take is cancelled on our side regardless
+        log.warning("Could not cancel the remote job of take %s", run.take_id, exc_info=True)

@@ -1,0 +1,257 @@
+"""The take pipeline's database side: plain synchronous functions, called off the event loop.
+
+Kept apart from dramas/pipeline.py so the async steps read as the recipe they are.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from characters.consistency import CharacterProfile
+from characters.models import ReferenceImage
+from characters.services import character_profile
+from dramas import takes as take_services
+from dramas.models import Frame, Take, TakeStatus, Verdict
+from dramas.prompts import scene_prompt
+from dramas.sampling import SampledFrame
+from studio.providers.base import CastMember, DialogCue, VideoRequest
+
+
+@dataclass
+class TakeInfo:
+    """What the async steps need of a take, read once per attempt."""
+
+    take_id: int
+    drama_id: int
+    scene_id: int
+    status: str
+    prompt: str
+    idempotency_key: str
+    remote_handle: dict | None
+    request: VideoRequest | None = None
+    threshold: int = 65
+    profiles: list[CharacterProfile] = field(default_factory=list)
+    unprofiled: list[str] = field(default_factory=list)
+
+
+def _take(take_id: int) -> Take:
+    return Take.objects.select_related("scene__chapter__drama").get(id=take_id)
+
+
+def load(*, take_id: int) -> TakeInfo | None:
+    take = Take.objects.select_related("scene__chapter__drama").filter(id=take_id).first()
+    if take is None:
+        return None
+    return TakeInfo(
+        take_id=take.id,
+        drama_id=take.scene.chapter.drama_id,
+        scene_id=take.scene_id,
+        status=take.status,
+        prompt=take.prompt,
+        idempotency_key=take.idempotency_key,
+        remote_handle=take.remote_handle,
+        threshold=take.scene.chapter.drama.consistency_threshold,
+    )
+
+
+def build_prompt(*, take_id: int, max_refs: int, provider: str, model: str) -> None:
+    """The scene's prompt (unless the producer edited one) and the references to send."""
+    take = _take(take_id)
+    built = scene_prompt(take.scene, max_refs=max_refs)
+    take.prompt = take.prompt if take.prompt_edited and take.prompt else built.text
+    take.references = [
+        {"character": ref.character_name, "reference_id": ref.reference_id, "quality": ref.quality}
+        for ref in built.references
+    ]
+    take.provider, take.model = provider, model
+    take.save(update_fields=["prompt", "references", "provider", "model", "updated_at"])
+
+
+def video_request(*, take_id: int) -> VideoRequest:
+    """The take as a provider request: prompt, one reference per character, dialog."""
+    take = _take(take_id)
+    scene, drama = take.scene, take.scene.chapter.drama
+    references = {r.id: r for r in ReferenceImage.objects.filter(id__in=_ref_ids(take))}
+    cast, seen = [], set()
+    for entry in take.references:
+        reference = references.get(entry["reference_id"])
+        if reference is None or entry["character"] in seen:
+            continue  # one image per character: a second one would be drawn as a twin
+        seen.add(entry["character"])
+        face = (reference.faces or [{}])[0].get("box")
+        cast.append(
+            CastMember(
+                name=entry["character"],
+                image_path=reference.image.path,
+                face_box=tuple(face) if face else None,
+            )
+        )
+    dialog = [
+        DialogCue(speaker=line.display_speaker, line=line.line, emotion=line.emotion)
+        for line in scene.lines.select_related("speaker")
+    ]
+    return VideoRequest(
+        prompt=take.prompt,
+        duration_s=scene.duration_s,
+        aspect=drama.aspect,
+        title=f"{scene.chapter.number}.{scene.order} {scene.location}",
+        camera=scene.camera,
+        location=scene.location,
+        time_of_day=scene.get_time_of_day_display(),
+        mood=scene.mood,
+        cast=tuple(cast),
+        dialog=tuple(dialog),
+        seed=take.seed,
+    )
+
+
+def _ref_ids(take: Take) -> list[int]:
+    return [entry["reference_id"] for entry in take.references]
+
+
+def preflight(*, take_id: int) -> None:
+    """Refuse the render when its estimate no longer fits what is left of the budget."""
+    take = _take(take_id)
+    drama = take.scene.chapter.drama
+    if take.estimate_usd is None:
+        return  # no price known: the render goes ahead and its cost shows as unknown
+    spent = take_services.drama_spent_usd(drama_id=drama.id)
+    reserved = take_services.drama_reserved_usd(drama_id=drama.id, exclude_take_id=take.id)
+    if spent + reserved + take.estimate_usd > drama.budget_usd:
+        left = max(drama.budget_usd - spent - reserved, 0)
+        raise ValidationError(
+            f"Over budget: this render needs about ${take.estimate_usd:.2f} but only "
+            f"${left:.2f} of ${drama.budget_usd:.2f} is left. Raise the budget and regenerate."
+        )
+
+
+def save_handle(*, take_id: int, handle: dict) -> None:
+    take_services.take_set(take_id=take_id, remote_handle=handle, status=TakeStatus.RENDERING)
+
+
+def save_video(*, take_id: int, data: bytes) -> None:
+    take = _take(take_id)
+    if take.video:
+        take.video.delete(save=False)
+    take.video.save("video.mp4", ContentFile(data), save=False)
+    take.cost_usd = take_services.take_cost_usd(take_id=take_id)
+    take.save(update_fields=["video", "cost_usd", "updated_at"])
+
+
+def video_path(*, take_id: int) -> str:
+    return _take(take_id).video.path
+
+
+def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, str]]:
+    """Frame rows for the sampled JPEGs (replacing any from an interrupted attempt)."""
+    take = _take(take_id)
+    with transaction.atomic():
+        for old in take.frames.all():
+            old.image.delete(save=False)
+        take.frames.all().delete()
+        rows = []
+        for sampled in frames:
+            frame = Frame(
+                take=take,
+                index=sampled.index,
+                time_s=sampled.time_s,
+                width=sampled.width,
+                height=sampled.height,
+            )
+            with open(sampled.path, "rb") as handle:
+                frame.image.save(f"{sampled.index:03d}.jpg", ContentFile(handle.read()), save=False)
+            frame.save()
+            rows.append((frame.id, frame.image.path))
+            os.remove(sampled.path)
+    return rows
+
+
+def profiles(*, take_id: int) -> tuple[list[CharacterProfile], list[str]]:
+    """Profiles of the scene's characters, and the names of those without one."""
+    take = _take(take_id)
+    found, missing = [], []
+    for character in take.scene.characters.order_by("name"):
+        profile = character_profile(character=character)
+        (found.append(profile) if profile else missing.append(character.name))
+    return found, missing
+
+
+def save_frame_score(*, frame_id: int, scores: dict, threshold: float) -> None:
+    found = [c["score"] for c in scores["characters"] if c["score"] is not None]
+    if not scores["face_count"] or not found:
+        verdict, score = Verdict.NONE, None  # no face of the cast in this frame: neutral
+    else:
+        score = min(found)
+        mismatch = any(c["verdict"] == "mismatch" for c in scores["characters"])
+        verdict = Verdict.REJECT if mismatch else Verdict.ACCEPT
+    Frame.objects.filter(id=frame_id).update(scores=scores, verdict=verdict, score=score)
+
+
+def take_verdict(*, take_id: int, expected: list[str], unprofiled: list[str]) -> dict:
+    """The take's verdict from its frames: its worst scored frame decides; a character never
+    seen at or above the threshold in any frame fails it too."""
+    take = _take(take_id)
+    frames = list(take.frames.order_by("index"))
+    per_character: dict[str, list[float]] = {name: [] for name in expected}
+    for frame in frames:
+        for entry in (frame.scores or {}).get("characters", []):
+            if entry["score"] is not None:
+                per_character.setdefault(entry["name"], []).append(entry["score"])
+    scored = [f for f in frames if f.score is not None]
+    threshold = take.scene.chapter.drama.consistency_threshold
+    unseen = [name for name, values in per_character.items() if not values]
+    summary = {
+        "threshold": threshold,
+        "frames": len(frames),
+        "scored_frames": len(scored),
+        "characters": {
+            name: {
+                "min": round(min(values), 1) if values else None,
+                "mean": round(sum(values) / len(values), 1) if values else None,
+                "frames": len(values),
+            }
+            for name, values in per_character.items()
+        },
+        "unseen": unseen,
+        "unprofiled": unprofiled,
+    }
+    if not expected:
+        verdict, score = Verdict.NONE, None
+    else:
+        score = min((f.score for f in scored), default=0.0)
+        bad = any(f.verdict == Verdict.REJECT for f in frames) or bool(unseen)
+        verdict = Verdict.REJECT if bad else Verdict.ACCEPT
+    best = max(scored, key=lambda f: f.score, default=None) or (
+        frames[len(frames) // 2] if frames else None
+    )
+    if best is not None:
+        with best.image.open("rb") as handle:
+            if take.poster:
+                take.poster.delete(save=False)
+            take.poster.save("poster.jpg", ContentFile(handle.read()), save=False)
+    take.consistency, take.verdict, take.score = summary, verdict, score
+    take.cost_usd = take_services.take_cost_usd(take_id=take_id)
+    take.save(update_fields=["poster", "consistency", "verdict", "score", "cost_usd"])
+    return {"verdict": verdict, "score": score}
+
+
+def auto_regenerate(*, take_id: int) -> str:
+    """Queue the next attempt of a failing take when the drama allows it; say what happened."""
+    take = _take(take_id)
+    drama = take.scene.chapter.drama
+    if take.verdict != Verdict.REJECT or not drama.auto_regenerate:
+        return ""
+    if take.scene.takes.filter(locked=True).exists():
+        return ""
+    if take.number >= drama.max_attempts:
+        return f"Not regenerated: {drama.max_attempts} attempts is the drama's limit."
+    try:
+        [new] = take_services.take_enqueue(
+            drama=drama, scenes=[take.scene], priority=take.priority, user=None
+        )
+    except ValidationError as error:
+        return f"Not regenerated: {' '.join(error.messages)}"
+    return f"Below the threshold: take {new.number} queued with a new seed."

@@ -1,0 +1,279 @@
+"""Takes: queue renders within the budget, review them, regenerate them.
+
+Every function is keyword-only and runs in one transaction; the job and the live event go out
+after commit, so a refused or rolled-back request queues nothing.
+"""
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from dramas.models import (
+    TAKE_ACTIVE,
+    Drama,
+    Frame,
+    Review,
+    ReviewAction,
+    ReviewState,
+    Scene,
+    Take,
+    TakeStatus,
+)
+from studio import events
+from studio.jobs.models import Job
+from studio.jobs.services import job_cancel, job_enqueue
+from studio.models import UsageRecord
+from studio.providers import registry
+from studio.providers.base import Usage
+from studio.providers.ledger import cost_usd, price_at
+
+RENDER = "take.render"
+CHANGED = "takes.changed"
+# Waiting for an open breaker spends an attempt each time; leave room for a long outage.
+JOB_ATTEMPTS = 12
+PRIORITIES = [(-1, "Low"), (0, "Normal"), (1, "High"), (2, "Urgent")]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a batch of renders would cost, and whether the budget allows it."""
+
+    scenes: int
+    seconds: float
+    cost_usd: Decimal | None  # None: the provider has no price (unknown, not free)
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    budget_usd: Decimal
+    skipped_locked: int = 0
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return self.budget_usd - self.spent_usd - self.reserved_usd
+
+    @property
+    def fits(self) -> bool:
+        return self.cost_usd is None or self.cost_usd <= self.remaining_usd
+
+    def refusal(self) -> str:
+        return (
+            f"Not queued: {self.scenes} render{'s' if self.scenes != 1 else ''} would cost about "
+            f"${self.cost_usd:.2f}, but only ${max(self.remaining_usd, Decimal(0)):.2f} of the "
+            f"${self.budget_usd:.2f} budget is left (${self.spent_usd:.2f} spent, "
+            f"${self.reserved_usd:.2f} reserved by queued takes). A producer can raise the "
+            "budget in the drama's settings."
+        )
+
+
+# --- Money -----------------------------------------------------------------------------------
+
+
+def drama_spent_usd(*, drama_id: int) -> Decimal:
+    """What the usage ledger has booked to the drama (unknown costs count as nothing)."""
+    total = UsageRecord.objects.filter(drama_id=drama_id).aggregate(total=Sum("cost_usd"))
+    return total["total"] or Decimal(0)
+
+
+def drama_reserved_usd(*, drama_id: int, exclude_take_id: int | None = None) -> Decimal:
+    """Estimates of takes that are queued or rendering: their usage is not booked yet."""
+    takes = Take.objects.filter(scene__chapter__drama_id=drama_id, status__in=TAKE_ACTIVE)
+    if exclude_take_id is not None:
+        takes = takes.exclude(id=exclude_take_id)
+    return takes.aggregate(total=Sum("estimate_usd"))["total"] or Decimal(0)
+
+
+def render_estimate_usd(*, seconds: float) -> Decimal | None:
+    """The configured video provider's price for one clip of about `seconds`."""
+    provider = registry.video()
+    billed = provider.capabilities.fit_duration(seconds)
+    price = price_at(
+        provider=provider.name, model=provider.model, kind="video", when=timezone.now().date()
+    )
+    if price is None:
+        return None
+    return cost_usd(price=price, usage=Usage(), units=billed)
+
+
+def takes_estimate(*, drama: Drama, scenes: Sequence[Scene], skipped_locked: int = 0) -> Estimate:
+    costs = [render_estimate_usd(seconds=scene.duration_s) for scene in scenes]
+    total = None if any(c is None for c in costs) else sum(costs, Decimal(0))
+    return Estimate(
+        scenes=len(scenes),
+        seconds=sum(scene.duration_s for scene in scenes),
+        cost_usd=total,
+        spent_usd=drama_spent_usd(drama_id=drama.id),
+        reserved_usd=drama_reserved_usd(drama_id=drama.id),
+        budget_usd=drama.budget_usd,
+        skipped_locked=skipped_locked,
+    )
+
+
+def take_cost_usd(*, take_id: int) -> Decimal | None:
+    """The take's booked cost; None when nothing is booked or any call had no price."""
+    records = UsageRecord.objects.filter(take_id=take_id)
+    if not records.exists() or records.filter(cost_usd__isnull=True).exists():
+        return None
+    return records.aggregate(total=Sum("cost_usd"))["total"]
+
+
+# --- Queueing --------------------------------------------------------------------------------
+
+
+def batch_scenes(*, scenes: Sequence[Scene]) -> tuple[list[Scene], int]:
+    """The scenes a batch render should touch: not those with an approved (locked) take, nor
+    those already rendering. Returns (scenes, how many were skipped as approved)."""
+    ids = [scene.id for scene in scenes]
+    locked = set(
+        Take.objects.filter(scene_id__in=ids, locked=True).values_list("scene_id", flat=True)
+    )
+    busy = set(
+        Take.objects.filter(scene_id__in=ids, status__in=TAKE_ACTIVE).values_list(
+            "scene_id", flat=True
+        )
+    )
+    chosen = [scene for scene in scenes if scene.id not in locked | busy]
+    return chosen, sum(1 for scene in scenes if scene.id in locked)
+
+
+@transaction.atomic
+def take_enqueue(
+    *,
+    drama: Drama,
+    scenes: Sequence[Scene],
+    priority: int = 0,
+    user=None,
+    prompt: str = "",
+    seed: int | None = None,
+) -> list[Take]:
+    """A new take (the next attempt) and a render job per scene, if the budget allows all."""
+    scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
+    if not scenes:
+        raise ValidationError("Nothing to render: every scene is approved or already rendering.")
+    # Lock the drama row so two concurrent requests cannot both spend the last dollars.
+    drama = Drama.objects.select_for_update().get(id=drama.id)
+    estimate = takes_estimate(drama=drama, scenes=scenes)
+    if not estimate.fits:
+        raise ValidationError(estimate.refusal(), code="budget")
+    takes = []
+    for scene in scenes:
+        number = (scene.takes.aggregate(top=Max("number"))["top"] or 0) + 1
+        take = Take.objects.create(
+            scene=scene,
+            number=number,
+            priority=priority,
+            seed=seed if seed is not None else random.randrange(1, 2**31),
+            prompt=prompt.strip(),
+            prompt_edited=bool(prompt.strip()),
+            idempotency_key=f"take-{uuid.uuid4().hex}",
+            estimate_usd=render_estimate_usd(seconds=scene.duration_s),
+            note="Waiting for a worker",
+            created_by=user,
+        )
+        job = job_enqueue(
+            kind=RENDER,
+            payload={"take_id": take.id, "scene_id": scene.id},
+            drama_id=drama.id,
+            label=f"Render scene {scene.order}, take {number}",
+            priority=priority,
+            max_attempts=JOB_ATTEMPTS,
+        )
+        take.job_id = job.id
+        take.save(update_fields=["job_id"])
+        takes.append(take)
+    events.publish(drama_id=drama.id, type=CHANGED, ids=[take.id for take in takes])
+    return takes
+
+
+def take_cancel(*, take: Take) -> Take:
+    job = Job.objects.filter(id=take.job_id).first() if take.job_id else None
+    if job is None or job.status not in ("queued", "running"):
+        raise ValidationError("This take is not rendering.")
+    job_cancel(job=job)
+    if job.status == "cancelled":  # it was queued: no worker will tell the take
+        take_set(take_id=take.id, status=TakeStatus.CANCELLED, note="Cancelled by a user.")
+    take.refresh_from_db()
+    return take
+
+
+def take_set(*, take_id: int, **fields) -> None:
+    """Update a take from the pipeline and tell the browsers (after commit)."""
+    if fields.get("status") in (TakeStatus.DONE, TakeStatus.FAILED, TakeStatus.CANCELLED):
+        fields.setdefault("finished_at", timezone.now())
+    with transaction.atomic():
+        Take.objects.filter(id=take_id).update(**fields, updated_at=timezone.now())
+        drama_id = (
+            Take.objects.filter(id=take_id).values_list("scene__chapter__drama_id", flat=True)
+        ).first()
+        events.publish(drama_id=drama_id, type=CHANGED, ids=[take_id])
+
+
+# --- Review ----------------------------------------------------------------------------------
+
+
+def _record(*, take: Take, user, action: str, comment: str, frame: Frame | None = None):
+    Review.objects.create(take=take, frame=frame, user=user, action=action, comment=comment)
+    events.publish(drama_id=take.scene.chapter.drama_id, type=CHANGED, ids=[take.id])
+
+
+@transaction.atomic
+def take_approve(*, take: Take, user, comment: str = "") -> Take:
+    """Approved takes are locked: batch renders skip their scene and nothing replaces them."""
+    if take.status != TakeStatus.DONE:
+        raise ValidationError("Only a finished take can be approved.")
+    take.review_state, take.locked = ReviewState.APPROVED, True
+    take.save(update_fields=["review_state", "locked", "updated_at"])
+    _record(take=take, user=user, action=ReviewAction.APPROVE, comment=comment)
+    return take
+
+
+@transaction.atomic
+def take_reject(*, take: Take, user, comment: str = "") -> Take:
+    take.review_state, take.locked = ReviewState.REJECTED, False
+    take.save(update_fields=["review_state", "locked", "updated_at"])
+    _record(take=take, user=user, action=ReviewAction.REJECT, comment=comment)
+    return take
+
+
+@transaction.atomic
+def take_comment(*, take: Take, user, comment: str) -> Take:
+    if not comment.strip():
+        raise ValidationError("Write a comment first.")
+    _record(take=take, user=user, action=ReviewAction.COMMENT, comment=comment.strip())
+    return take
+
+
+@transaction.atomic
+def frame_review(*, frame: Frame, user, action: str, comment: str = "") -> Frame:
+    """Approve, reject or comment on one sampled frame."""
+    states = {ReviewAction.APPROVE: ReviewState.APPROVED, ReviewAction.REJECT: ReviewState.REJECTED}
+    if action not in (*states, ReviewAction.COMMENT):
+        raise ValidationError("Approve, reject or comment on a frame.")
+    if action == ReviewAction.COMMENT and not comment.strip():
+        raise ValidationError("Write a comment first.")
+    if action in states:
+        frame.review_state = states[action]
+    if comment.strip():
+        frame.comment = comment.strip()
+    frame.save(update_fields=["review_state", "comment"])
+    _record(take=frame.take, user=user, action=action, comment=comment.strip(), frame=frame)
+    return frame
+
+
+@transaction.atomic
+def take_regenerate(*, take: Take, user, prompt: str = "", comment: str = "") -> Take:
+    """A new take of the same scene with a new seed; `prompt` replaces the built prompt when
+    the producer edited it. The old take stays as it is (an approved one is never touched)."""
+    edited = prompt.strip() if prompt.strip() and prompt.strip() != take.prompt.strip() else ""
+    drama = take.scene.chapter.drama
+    [new] = take_enqueue(
+        drama=drama, scenes=[take.scene], priority=take.priority + 1, user=user, prompt=edited
+    )
+    note = comment.strip() or (f"Prompt edited for take {new.number}." if edited else "")
+    _record(take=take, user=user, action=ReviewAction.REGENERATE, comment=note)
+    return new

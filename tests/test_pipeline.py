@@ -1,0 +1,98 @@
+"""The take pipeline offline, end to end: the animatic renders, frames are sampled and scored."""
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from characters.consistency import score_frame
+from characters.services import character_profile
+from dramas.models import Take, TakeStatus, Verdict
+from dramas.sampling import sample_frames, sample_times
+from dramas.takes import take_enqueue
+from studio.jobs.models import Job
+from tests.render_support import (
+    offline_video,
+    running,
+    seed_prices,
+    two_person_drama,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def offline(settings, tmp_path, transactional_db):
+    offline_video(settings, tmp_path)
+    seed_prices()
+
+
+def test_it_samples_two_frames_a_second_plus_the_last(tmp_path):
+    assert sample_times(2.5) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert sample_times(0.4) == [0.0]
+
+
+async def finished(ids):
+    async def check():
+        takes = [t async for t in Take.objects.filter(id__in=ids)]
+        return all(not t.active for t in takes) and takes
+
+    return check
+
+
+async def test_it_renders_samples_and_scores_every_scene_offline():
+    drama, _chapter, cast = await sync_to_async(two_person_drama)()
+    scenes = [cast["first"], cast["second"]]
+    takes = await sync_to_async(take_enqueue)(drama=drama, scenes=scenes, priority=2)
+
+    async with running():
+        await wait_for(await finished([t.id for t in takes]), timeout=60)
+
+    for take in takes:
+        take = await Take.objects.select_related("scene").aget(id=take.id)
+        assert take.status == TakeStatus.DONE, (take.error, take.note)
+        assert take.verdict == Verdict.ACCEPT, take.consistency
+        assert take.score >= drama.consistency_threshold
+        assert take.video and take.poster
+        assert "Skipped" in take.lipsync_note
+        frames = [f async for f in take.frames.order_by("index")]
+        # 2.5 s: 0, 0.5, 1, 1.5, 2 and the last frame
+        assert len(frames) == 6
+        assert frames[0].time_s == 0 and frames[-1].time_s > 2.3
+        assert frames[0].scores.get("skipped")  # the animatic's title card is not judged
+        assert all(f.verdict == Verdict.ACCEPT for f in frames[1:])
+        job = await Job.objects.aget(id=take.job_id)
+        assert job.status == "succeeded" and job.checkpoint == {"step": "done"}
+        assert take.cost_usd == 0  # the offline animatic is booked at its price: free
+
+
+async def test_it_scores_the_right_character_high_and_the_wrong_one_low():
+    drama, _chapter, cast = await sync_to_async(two_person_drama)()
+    [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+    async with running():
+        await wait_for(await finished([take.id]), timeout=60)
+
+    marcus = await sync_to_async(character_profile)(character=cast["marcus"])
+    ada = await sync_to_async(character_profile)(character=cast["ada"])
+    best = await take.frames.exclude(score=None).order_by("-score").afirst()
+    right = score_frame(best.image.path, [marcus]).characters[0]
+    wrong = score_frame(best.image.path, [ada]).characters[0]
+    assert right.score >= 80
+    assert wrong.score < drama.consistency_threshold - 15
+    badge = best.scores["characters"][0]
+    assert badge["name"] == "Marcus" and badge["box"] and badge["verdict"] == "match"
+
+
+def test_it_decodes_a_rendered_clip_into_jpegs(tmp_path):
+    from studio.providers.animatic import RenderOptions, render_animatic
+    from studio.providers.base import VideoRequest
+
+    clip = str(tmp_path / "clip.mp4")
+    render_animatic(
+        VideoRequest(prompt="A quiet street.", duration_s=1.2),
+        clip,
+        options=RenderOptions(preset="ultrafast", size=(160, 284)),
+    )
+    frames = sample_frames(clip, str(tmp_path / "frames"))
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert [round(f.time_s, 1) for f in frames[:3]] == [0.0, 0.5, 1.0]
+    assert frames[-1].time_s > 1.1 and (frames[0].width, frames[0].height) == (160, 284)
