@@ -17,6 +17,8 @@ class DramaForm(forms.ModelForm):
             "aspect",
             "budget_usd",
             "consistency_threshold",
+            "auto_regenerate",
+            "max_attempts",
         ]
         widgets = {
             "logline": forms.Textarea(attrs={"rows": 3}),
@@ -28,10 +30,15 @@ class DramaForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Left empty (or absent from an older form), it means the calibrated default.
         self.fields["consistency_threshold"].required = False
+        self.fields["max_attempts"].required = False
 
     def clean_consistency_threshold(self) -> int:
         value = self.cleaned_data.get("consistency_threshold")
         return SHIPPED_THRESHOLD if value is None else value
+
+    def clean_max_attempts(self) -> int:
+        value = self.cleaned_data.get("max_attempts")
+        return self.instance.max_attempts if value is None else value
 
 
 class MemberForm(forms.Form):

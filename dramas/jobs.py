@@ -97,3 +97,11 @@ async def chapter_check(ctx) -> dict:
     else:
         summary = f"No problems found in {len(scenes)} scene{'s' if len(scenes) != 1 else ''}."
     return {"summary": summary, "details": details, "scenes": by_scene}
+
+
+# Job kinds with modules of their own register when imported: the writing jobs
+# (`chapter.generate`, `scene.rewrite`) and the render pipeline.
+from dramas import generation_jobs as _generation_jobs  # noqa: E402,F401
+
+# The render pipeline registers `take.render` when imported (its own module: it is long).
+from dramas import pipeline as _pipeline  # noqa: E402,F401

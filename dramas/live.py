@@ -1,19 +1,32 @@
 """What the live channel shows: HTML fragments rendered from the database for each event.
 
-Two views subscribe: the queue page (`queue`) and the drama board (`board`, one chapter at a
-time). Each fragment is a template partial whose root element carries the id it replaces; the
-consumer marks it `hx-swap-oob` so htmx swaps it in place. The same partials render the pages,
-so a reload and a live update always agree.
+Three views subscribe: the queue page (`queue`), the drama board (`board`, one chapter at a
+time) and the chapter editor (`editor`: the writer's live preview, scene by scene). Each
+fragment is a template partial whose root element carries the id it replaces; the consumer
+marks it `hx-swap-oob` so htmx swaps it in place. The same partials render the pages, so a
+reload and a live update always agree.
 """
 
 from django.template.loader import render_to_string
 
-from dramas.models import Drama, Scene
+from dramas import takes as take_services
+from dramas.generation import KINDS as WRITING_KINDS
+from dramas.generation import latest_generation
+from dramas.models import Chapter, Drama, Scene
+from dramas.scripts import preview_of
+from dramas.takes import PRIORITIES, RENDER
+from dramas.takes_display import attach_jobs, latest_takes
 from studio.jobs import selectors
+from studio.jobs.models import ACTIVE
 
-VIEWS = ("board", "queue")
+# `scene`: the scene page and its take pages; the consumer's `chapter` parameter carries the
+# scene's id there (it passes one id through).
+VIEWS = ("board", "queue", "editor", "scene")
 QUEUE = "dramas/queue.html"
 BOARD = "dramas/board.html"
+EDITOR = "dramas/chapter_editor.html"
+TAKES = "dramas/take_parts.html"
+TAKES_SHOWN = 60  # the scene and take pages follow this many of the scene's takes
 
 
 def queue_context(*, drama: Drama, can_edit: bool) -> dict:
@@ -34,15 +47,63 @@ def attach_scene_jobs(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
 
 
 def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
+    scenes = latest_takes(attach_scene_jobs(drama=drama, scenes=scenes))
+    everything = list(Scene.objects.filter(chapter__drama=drama).select_related("chapter"))
+    chapter_scenes, chapter_locked = take_services.batch_scenes(scenes=scenes)
+    drama_scenes, drama_locked = take_services.batch_scenes(scenes=everything)
     return {
         "summary": selectors.queue_summary(drama_id=drama.id),
-        "scenes": attach_scene_jobs(drama=drama, scenes=scenes),
+        "scenes": scenes,
+        # Render buttons show what a batch would cost (approved and running scenes skipped).
+        "priorities": PRIORITIES,
+        "chapter_estimate": take_services.takes_estimate(
+            drama=drama, scenes=chapter_scenes, skipped_locked=chapter_locked
+        ),
+        "drama_estimate": take_services.takes_estimate(
+            drama=drama, scenes=drama_scenes, skipped_locked=drama_locked
+        ),
     }
+
+
+def _takes(*, drama: Drama, scene_id: int | None) -> str:
+    """The scene's takes with their live status (the scene page and its take pages)."""
+    scene = Scene.objects.filter(chapter__drama=drama, id=scene_id).first() if scene_id else None
+    if scene is None:
+        return ""
+    takes = scene.takes.select_related("scene__chapter__drama").order_by("-number")
+    context = {"drama": drama, "scene": scene, "takes": attach_jobs(list(takes[:TAKES_SHOWN]))}
+    return _oob(TAKES, "scene-takes", context)
+
+
+def generation_context(*, chapter: Chapter, can_edit: bool) -> dict:
+    """The chapter's latest writing job and, while it runs, the scenes it has written so far."""
+    job = latest_generation(chapter=chapter)
+    text = ""
+    if job is not None and job.status in ACTIVE and isinstance(job.checkpoint, dict):
+        text = str(job.checkpoint.get("preview", ""))
+    return {
+        "drama": chapter.drama,
+        "chapter": chapter,
+        "can_edit": can_edit,
+        "generation": job,
+        "preview": preview_of(text) if text else None,
+    }
+
+
+def _generation(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
+    chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
+    if chapter is None:
+        return ""
+    return _oob(EDITOR, "generation-live", generation_context(chapter=chapter, can_edit=can_edit))
 
 
 def snapshot(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool) -> str:
     """Every live fragment of the view, as on a fresh page load (sent on (re)connect)."""
     drama = Drama.objects.get(id=drama_id)
+    if view == "editor":
+        return _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
+    if view == "scene":
+        return _takes(drama=drama, scene_id=chapter_id)
     if view == "queue":
         context = queue_context(drama=drama, can_edit=can_edit)
         return _oob(QUEUE, "queue-controls", context) + _oob(QUEUE, "queue-sections", context)
@@ -59,6 +120,15 @@ def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
     """
     drama = Drama.objects.get(id=drama_id)
     jobs = selectors.jobs_for_drama(drama_id=drama_id, ids=ids)
+    if view == "editor":
+        writing = any(
+            job.kind in WRITING_KINDS and job.payload.get("chapter_id") == chapter_id
+            for job in jobs
+        )
+        return _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit) if writing else ""
+    if view == "scene":
+        ours = any(job.kind == RENDER and chapter_id in job.scene_ids for job in jobs)
+        return _takes(drama=drama, scene_id=chapter_id) if ours else ""
     if view == "queue":
         return "".join(
             _oob(QUEUE, "job-row", {"drama": drama, "can_edit": can_edit, "job": job})
@@ -75,9 +145,11 @@ def _scene_bars(*, drama: Drama, chapter_id: int | None, scene_ids: set[int] | N
     scenes = Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id)
     if scene_ids is not None:
         scenes = scenes.filter(id__in=scene_ids)
+    scenes = latest_takes(attach_scene_jobs(drama=drama, scenes=list(scenes)))
     return "".join(
         _oob(BOARD, "scene-job", {"drama": drama, "scene": scene})
-        for scene in attach_scene_jobs(drama=drama, scenes=list(scenes))
+        + _oob(TAKES, "scene-take", {"drama": drama, "scene": scene})
+        for scene in scenes
     )
 
 

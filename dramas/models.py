@@ -66,6 +66,17 @@ class Drama(models.Model):
             f"themselves. {SHIPPED_THRESHOLD} is the calibrated default; higher is stricter."
         ),
     )
+    # A take scoring below the threshold is rendered again with a new seed, up to
+    # `max_attempts` takes per scene and within the budget.
+    auto_regenerate = models.BooleanField(
+        default=False,
+        help_text="Render a take again with a new seed when it scores below the threshold.",
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Most takes of one scene that auto-regenerate may reach.",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="dramas"
     )
@@ -238,3 +249,151 @@ class DialogLine(models.Model):
         if self.speaker_id:
             return self.speaker.name
         return self.speaker_name or "Narrator"
+
+
+# --- Rendering: takes, their sampled frames, and review -----------------------------------------
+
+
+class TakeStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    WAITING = "waiting_for_provider", "Waiting for provider"
+    RENDERING = "rendering", "Rendering"
+    LIPSYNC = "lipsync", "Lip sync"
+    SCORING = "scoring", "Scoring"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Takes still on their way: their estimate is reserved against the budget until usage is booked.
+TAKE_ACTIVE = (TakeStatus.QUEUED, TakeStatus.WAITING, TakeStatus.RENDERING)
+TAKE_FINISHED = (TakeStatus.DONE, TakeStatus.FAILED, TakeStatus.CANCELLED)
+
+
+class Verdict(models.TextChoices):
+    NONE = "", "Not scored"
+    ACCEPT = "accept", "Consistent"
+    REJECT = "reject", "Inconsistent"
+
+
+class ReviewState(models.TextChoices):
+    NONE = "", "Not reviewed"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+def take_upload_path(instance: "Take", filename: str) -> str:
+    return f"takes/{instance.scene.chapter.drama_id}/{instance.id}/{filename}"
+
+
+def frame_upload_path(instance: "Frame", filename: str) -> str:
+    take = instance.take
+    return f"takes/{take.scene.chapter.drama_id}/{take.id}/frames/{filename}"
+
+
+class Take(models.Model):
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="takes")
+    number = models.PositiveIntegerField(help_text="Attempt number within the scene.")
+    status = models.CharField(max_length=24, choices=TakeStatus, default=TakeStatus.QUEUED)
+    priority = models.IntegerField(default=0)
+    progress = models.FloatField(default=0.0, help_text="0 to 1.")
+    note = models.CharField(max_length=300, blank=True, help_text="What the pipeline is doing.")
+    provider = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    seed = models.BigIntegerField(default=0)
+    # Empty until the pipeline builds it; a regenerate may set an edited prompt beforehand.
+    prompt = models.TextField(blank=True, max_length=8000)
+    prompt_edited = models.BooleanField(default=False)
+    references = models.JSONField(default=list, blank=True)
+    # Saved before polling, so a restarted worker polls this job instead of submitting again.
+    remote_handle = models.JSONField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    video = models.FileField(upload_to=take_upload_path, blank=True)
+    poster = models.FileField(upload_to=take_upload_path, blank=True)
+    lipsync_note = models.CharField(max_length=300, blank=True)
+    consistency = models.JSONField(default=dict, blank=True)
+    verdict = models.CharField(max_length=10, choices=Verdict, blank=True, default="")
+    score = models.FloatField(null=True, blank=True, help_text="Worst frame's worst character.")
+    estimate_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # From the usage ledger; NULL while unknown (no price) or not booked yet.
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    error = models.TextField(blank=True)
+    review_state = models.CharField(max_length=10, choices=ReviewState, blank=True, default="")
+    locked = models.BooleanField(default=False, help_text="Approved: batch renders skip it.")
+    job_id = models.BigIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scene", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["scene", "number"], name="take_number_per_scene")
+        ]
+        indexes = [models.Index(fields=["status"], name="take_status")]
+
+    def __str__(self) -> str:
+        return f"{self.scene} take {self.number}"
+
+    @property
+    def progress_percent(self) -> int:
+        return round(max(0.0, min(1.0, self.progress)) * 100)
+
+    @property
+    def active(self) -> bool:
+        return self.status not in TAKE_FINISHED
+
+
+class Frame(models.Model):
+    take = models.ForeignKey(Take, on_delete=models.CASCADE, related_name="frames")
+    index = models.PositiveIntegerField()
+    time_s = models.FloatField()
+    image = models.FileField(upload_to=frame_upload_path)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    # characters.consistency.FrameScore.to_dict(): per-character score, verdict and face box.
+    scores = models.JSONField(default=dict, blank=True)
+    verdict = models.CharField(max_length=10, choices=Verdict, blank=True, default="")
+    score = models.FloatField(null=True, blank=True)
+    review_state = models.CharField(max_length=10, choices=ReviewState, blank=True, default="")
+    comment = models.TextField(blank=True, max_length=2000)
+
+    class Meta:
+        ordering = ["take", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["take", "index"], name="frame_index_per_take")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.take} frame {self.index}"
+
+
+class ReviewAction(models.TextChoices):
+    APPROVE = "approve", "Approved"
+    REJECT = "reject", "Rejected"
+    REGENERATE = "regenerate", "Regenerated"
+    COMMENT = "comment", "Commented"
+
+
+class Review(models.Model):
+    take = models.ForeignKey(Take, on_delete=models.CASCADE, related_name="reviews")
+    frame = models.ForeignKey(
+        Frame, on_delete=models.CASCADE, null=True, blank=True, related_name="reviews"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=12, choices=ReviewAction)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        target = f"frame {self.frame.index}" if self.frame_id else "take"
+        return f"{self.user} {self.action} {target} of {self.take}"

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from dramas.views import chapters, characters, dramas, queue
+from dramas.views import chapters, characters, costs, dramas, generation, queue, takes
 
 
 class IdConverter:
@@ -83,6 +83,24 @@ urlpatterns = [
         chapters.chapter_version_restore,
         name="chapter_version_restore",
     ),
+    # Writing with the chapter writer (an LLM or the offline draft writer)
+    path(D + "chapters/generate/", generation.chapter_generate_new, name="chapter_generate_new"),
+    path(
+        D + "chapters/<id:chapter_id>/generate/",
+        generation.chapter_generate,
+        name="chapter_generate",
+    ),
+    path(
+        D + "chapters/<id:chapter_id>/generate/estimate/",
+        generation.generation_estimate,
+        name="generation_estimate",
+    ),
+    path(
+        D + "chapters/<id:chapter_id>/generate/<id:job_id>/cancel/",
+        generation.generation_cancel,
+        name="generation_cancel",
+    ),
+    path(D + "scenes/<id:scene_id>/rewrite/", generation.scene_rewrite, name="scene_rewrite"),
     path(D + "scenes/<id:scene_id>/", chapters.scene_card, name="scene_card"),
     path(D + "scenes/<id:scene_id>/edit/", chapters.scene_edit, name="scene_edit"),
     path(D + "scenes/<id:scene_id>/delete/", chapters.scene_delete, name="scene_delete"),
@@ -99,4 +117,28 @@ urlpatterns = [
     path(D + "queue/<id:job_id>/retry/", queue.job_retry, name="job_retry"),
     path(D + "queue/<id:job_id>/bump/", queue.job_bump, name="job_bump"),
     path(D + "chapters/<id:chapter_id>/check/", queue.chapter_check, name="chapter_check"),
+    # Rendering and review
+    path(D + "render/", takes.render_drama, name="render_drama"),
+    path(D + "chapters/<id:chapter_id>/render/", takes.render_chapter, name="render_chapter"),
+    path(D + "scenes/<id:scene_id>/render/", takes.render_scene, name="render_scene"),
+    path(D + "scenes/<id:scene_id>/takes/", takes.scene_takes, name="scene_takes"),
+    path(D + "takes/<id:take_id>/", takes.take_review, name="take_review"),
+    path(D + "takes/<id:take_id>/review/", takes.take_review_action, name="take_review_action"),
+    path(D + "takes/<id:take_id>/regenerate/", takes.take_regenerate, name="take_regenerate"),
+    path(D + "takes/<id:take_id>/cancel/", takes.take_cancel, name="take_cancel"),
+    path(D + "takes/<id:take_id>/video.mp4", takes.take_video, name="take_video"),
+    path(D + "takes/<id:take_id>/poster.jpg", takes.take_poster, name="take_poster"),
+    path(
+        D + "takes/<id:take_id>/frames/<id:frame_id>/review/",
+        takes.frame_review_action,
+        name="frame_review_action",
+    ),
+    path(
+        D + "takes/<id:take_id>/frames/<id:frame_id>/image.jpg",
+        takes.frame_image,
+        name="frame_image",
+    ),
+    # Costs (producers) and provider health (editors)
+    path(D + "costs/", costs.drama_costs, name="drama_costs"),
+    path("providers/health/", costs.provider_health_panel, name="provider_health"),
 ]

@@ -93,3 +93,29 @@ class UsageRecord(models.Model):
     def __str__(self) -> str:
         state = "ok" if self.ok else "failed"
         return f"{self.provider}/{self.model} {self.operation} {state}"
+
+
+class ProviderHealth(models.Model):
+    """The last health snapshot one process published for one provider guard.
+
+    Breakers, buckets and latency windows live in the memory of the process that calls the
+    provider (a `studio_worker`, or `manage.py studio` with its embedded worker). Each worker
+    writes its guards' snapshots here every few seconds, so the health panel, served by any web
+    process, shows what the workers see, with its age.
+    """
+
+    process = models.CharField(max_length=200, help_text="The worker that reported it.")
+    name = models.CharField(max_length=100, help_text="role:provider, e.g. video:runway")
+    breaker = models.CharField(max_length=20)
+    snapshot = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name", "process"]
+        verbose_name_plural = "provider health"
+        constraints = [
+            models.UniqueConstraint(fields=["process", "name"], name="one_health_row_per_guard")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.process}: {self.breaker}"

@@ -237,7 +237,8 @@ def provider_env(prefix: str, *, model: str, rate: float, burst: int, concurrenc
 
 
 PROVIDER_WRITER = provider_env("WRITER", model="deepseek-chat", rate=2, burst=5, concurrency=4)
-# "json_object" asks for JSON output with response_format; "none" for servers that reject it.
+# "json_schema" sends the chapter schema as response_format (OpenAI, vLLM, llama.cpp);
+# "json_object" asks for JSON only (DeepSeek, Gemini); "none" for servers that reject both.
 PROVIDER_WRITER["json_mode"] = os.environ.get("WRITER_JSON_MODE", "json_object")
 # Usage in the last stream chunk (stream_options.include_usage); off for servers without it.
 PROVIDER_WRITER["stream_usage"] = env_bool("WRITER_STREAM_USAGE", True)
@@ -266,3 +267,11 @@ ANIMATIC_DIR = Path(os.environ.get("ANIMATIC_DIR", VAR_DIR / "animatics"))
 ANIMATIC_PRESET = os.environ.get("ANIMATIC_PRESET", "veryfast")
 # httpx logs every request at INFO; the usage ledger already records each call.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
+
+# --- Generation ---
+# Ceiling on a chapter writer's answer (max_tokens); a reply cut at it is reported, not saved.
+WRITER_MAX_TOKENS = int(os.environ.get("WRITER_MAX_TOKENS", 8000))
+
+# --- Provider health panel ---
+# Each job worker saves its providers' breaker, bucket and latency snapshot this often (0: off).
+PROVIDER_HEALTH_PUBLISH_S = float(os.environ.get("PROVIDER_HEALTH_PUBLISH_S", 5))

@@ -88,3 +88,79 @@ def face_upload(name: str) -> SimpleUploadedFile:
     path = FACES_DIR / name
     content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
     return SimpleUploadedFile(name, path.read_bytes(), content_type=content_type)
+
+
+def create_take(*, scene, status: str = "done", score: float | None = 88.0, **fields):
+    """A finished take with a (tiny, not playable) video, a poster and one scored frame;
+    no render runs. Scores name the scene's first character."""
+    from django.core.files.base import ContentFile
+
+    from dramas.models import Frame, Take
+
+    number = scene.takes.count() + 1
+    take = Take.objects.create(
+        scene=scene,
+        number=number,
+        status=status,
+        idempotency_key=f"take-test-{next(_counter)}",
+        prompt="She turns away.",
+        verdict="accept" if score is not None and score >= 65 else "reject",
+        score=score,
+        **fields,
+    )
+    if status == "done":
+        take.video.save("video.mp4", ContentFile(b"\x00\x00\x00\x18ftypmp42"), save=False)
+        take.poster.save("poster.jpg", ContentFile(image_bytes(format="JPEG")), save=False)
+        take.save()
+        character = scene.characters.first()
+        characters = (
+            [{"name": character.name, "score": score, "verdict": "match", "box": [8, 8, 40, 40]}]
+            if character
+            else []
+        )
+        frame = Frame(
+            take=take,
+            index=0,
+            time_s=0.0,
+            width=64,
+            height=48,
+            score=score,
+            scores={
+                "width": 64,
+                "height": 48,
+                "face_count": len(characters),
+                "characters": characters,
+                "unknown_faces": [],
+            },
+        )
+        frame.image.save("000.jpg", ContentFile(image_bytes(format="JPEG")), save=False)
+        frame.save()
+    return take
+
+
+def create_usage(
+    *,
+    provider: str = "deepseek",
+    model: str = "deepseek-chat",
+    operation: str = "chat.complete",
+    drama=None,
+    cost_usd=None,
+    created_at=None,
+    **fields,
+):
+    """A UsageRecord as the ledger writes it; `cost_usd=None` is an unpriced call."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from studio.models import UsageRecord
+
+    return UsageRecord.objects.create(
+        provider=provider,
+        model=model,
+        operation=operation,
+        drama_id=drama.id if drama is not None else fields.pop("drama_id", None),
+        cost_usd=None if cost_usd is None else Decimal(str(cost_usd)),
+        created_at=created_at or timezone.now(),
+        **fields,
+    )

@@ -6,7 +6,7 @@ from django.urls import URLPattern, get_resolver, reverse
 
 from dramas import services
 from dramas.jobs import chapter_check_enqueue
-from dramas.models import Role
+from dramas.models import Frame, Review, Role, Take
 from studio.jobs.models import Job, QueuePause
 from tests.conftest import login
 from tests.factories import (
@@ -16,11 +16,18 @@ from tests.factories import (
     create_drama,
     create_line,
     create_scene,
+    create_take,
     create_user,
 )
 
-PRODUCER_ONLY_WRITES = {"drama_edit", "drama_delete", "drama_members", "drama_member_remove"}
-PRODUCER_ONLY_READS = {"drama_edit"}
+PRODUCER_ONLY_WRITES = {
+    "drama_edit",
+    "drama_delete",
+    "drama_members",
+    "drama_member_remove",
+    "drama_costs",
+}
+PRODUCER_ONLY_READS = {"drama_edit", "drama_costs"}  # costs: producers see their spend
 EDITOR_READS = {  # write forms: a viewer may not even open them
     "character_create",
     "character_edit",
@@ -28,6 +35,8 @@ EDITOR_READS = {  # write forms: a viewer may not even open them
     "chapter_edit",
     "scene_edit",
     "line_edit",
+    "chapter_generate_new",
+    "generation_estimate",
 }
 
 
@@ -50,6 +59,7 @@ def world(db):
     line = create_line(scene=scene, speaker=character)
     version = services.chapter_version_save(chapter=chapter)
     job = chapter_check_enqueue(chapter=chapter)
+    take = create_take(scene=scene)
     viewer = add_member(drama=drama, role=Role.VIEWER)
     editor = add_member(drama=drama, role=Role.EDITOR)
     ids = {
@@ -62,6 +72,8 @@ def world(db):
         "version_id": version.id,
         "membership_id": drama.memberships.get(user=viewer).id,
         "job_id": job.id,
+        "take_id": take.id,
+        "frame_id": take.frames.get().id,
     }
     return {"drama": drama, "producer": producer, "viewer": viewer, "editor": editor, "ids": ids}
 
@@ -149,4 +161,7 @@ def _snapshot(drama) -> tuple:
         list(drama.chapters.values_list("versions__id", flat=True)),
         list(Job.objects.filter(drama_id=drama.id).values_list("id", "status", "priority")),
         QueuePause.objects.filter(drama_id=drama.id).exists(),
+        list(Take.objects.filter(scene__chapter__drama=drama).values_list("id", "review_state")),
+        list(Frame.objects.filter(take__scene__chapter__drama=drama).values_list("id", "comment")),
+        Review.objects.filter(take__scene__chapter__drama=drama).count(),
     )

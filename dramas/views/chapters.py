@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dramas import services
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
+from dramas.views.generation import editor_context as generation_editor_context
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
 
 EDITOR = "dramas/chapter_editor.html"
@@ -53,6 +54,8 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "new_scene_form": SceneForm(drama=drama, prefix="new"),
         "version_count": chapter.versions.count(),
     }
+    # The chapter writer's panel, live preview and estimates (dramas/views/generation.py).
+    context.update(generation_editor_context(chapter=chapter, can_edit=context["can_edit"]))
     context.update(extra)
     return context
 

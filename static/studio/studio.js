@@ -96,3 +96,74 @@
     toast._timer = setTimeout(function () { toast.hidden = true; }, 6000);
   }
 })();
+
+// Take review: arrow keys move through the sampled frames; A approves, R rejects, G regenerates
+// (the same buttons a mouse would press, so every action is recorded by the server).
+(function () {
+  "use strict";
+
+  function page() { return document.querySelector("[data-take-review]"); }
+
+  function select(index) {
+    const root = page();
+    if (!root) return;
+    const thumbs = Array.from(root.querySelectorAll(".frame-thumb"));
+    if (!thumbs.length) return;
+    const count = thumbs.length;
+    const chosen = ((index % count) + count) % count;
+    thumbs.forEach(function (thumb, i) { thumb.classList.toggle("selected", i === chosen); });
+    root.querySelectorAll(".frame-large").forEach(function (figure, i) {
+      figure.hidden = i !== chosen;
+      figure.classList.toggle("selected", i === chosen);
+    });
+    thumbs[chosen].scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+
+  function current() {
+    const root = page();
+    const thumbs = root ? Array.from(root.querySelectorAll(".frame-thumb")) : [];
+    return Math.max(0, thumbs.findIndex(function (t) { return t.classList.contains("selected"); }));
+  }
+
+  document.addEventListener("click", function (event) {
+    const thumb = event.target.closest && event.target.closest(".frame-thumb");
+    if (!thumb || !page()) return;
+    const thumbs = Array.from(page().querySelectorAll(".frame-thumb"));
+    select(thumbs.indexOf(thumb));
+  });
+
+  document.addEventListener("keydown", function (event) {
+    const root = page();
+    if (!root || event.ctrlKey || event.metaKey || event.altKey) return;
+    const tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || event.target.isContentEditable) return;
+    if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+      event.preventDefault();
+      select(current() + (event.key === "ArrowRight" ? 1 : -1));
+      return;
+    }
+    const button = root.querySelector('button[data-key="' + event.key.toLowerCase() + '"]');
+    if (button && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+
+  // The frames arrive when the take is scored: fetch them once its live status says "done".
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    const root = page();
+    const pending = root && root.querySelector(".take-frames[data-pending]");
+    if (!pending) return;
+    const status = document.getElementById("take-status-" + pending.id.slice("take-frames-".length));
+    if (status && status.dataset.status === "done") window.location.reload();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const wanted = new URLSearchParams(window.location.search).get("frame");
+    if (wanted !== null && page()) {
+      const thumbs = Array.from(page().querySelectorAll(".frame-thumb"));
+      const index = thumbs.findIndex(function (t) { return t.dataset.frame === wanted; });
+      if (index >= 0) select(index);
+    }
+  });
+})();

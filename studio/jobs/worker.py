@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from studio import events, health
+from studio import events, health, provider_health
 from studio.jobs import registry, store
 from studio.jobs.registry import JobContext, LeaseLost, Release
 from studio.jobs.store import Claimed, Outcome
@@ -126,7 +126,12 @@ class Worker:
         )
         _live.add(self)
         health.worker_heartbeat(self.name)
-        helpers = [asyncio.create_task(self._watch_loop()), asyncio.create_task(self._reap_loop())]
+        helpers = [
+            asyncio.create_task(self._watch_loop()),
+            asyncio.create_task(self._reap_loop()),
+            # This process's breakers and buckets, for the provider health panel.
+            asyncio.create_task(provider_health.publish_loop(process=self.owner, db=self._db)),
+        ]
         log.info("Job worker %s started (concurrency %d)", self.owner, self.config.concurrency)
         try:
             await self._main_loop()

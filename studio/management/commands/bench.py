@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "animatic": "studio.providers.bench:animatic",
     "queue": "studio.jobs.bench:queue",
     "fanout": "studio.fanout_bench:fanout",
+    "costs": "studio.costs_bench:costs",
 }
 
 
