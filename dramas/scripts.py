@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dramas.models import SCENE_MAX_S, SCENE_MIN_S, TimeOfDay
-from studio.providers.writer import LIMITS
+from studio.providers.writer import LIMITS, name_key, validate_script
 
 MAX_SCENES = 12
 TIMES = [choice.value for choice in TimeOfDay]
@@ -127,72 +127,14 @@ def extract_script(text: str, *, finish_reason: str = "", max_tokens: int | None
     raise ScriptError(f"The answer is not a chapter script: {problem}.", retryable=True)
 
 
-def _text_error(value, where: str, key: str, *, required: bool) -> str | None:
-    if not isinstance(value, str):
-        return f"{where}: {key} must be a string"
-    if required and not value.strip():
-        return f"{where}: {key} is empty"
-    if len(value) > LIMITS[key]:
-        return f"{where}: {key} is longer than {LIMITS[key]} characters"
-    return None
-
-
 def script_errors(script: dict, *, max_scenes: int = MAX_SCENES) -> list[str]:
     """What breaks SCHEMA, one sentence each; empty when the script fits it.
 
     Durations are only checked to be numbers (range problems are clamped by `script_repair`);
-    time_of_day is compared case-insensitively (repair lowers it).
+    time_of_day is compared case-insensitively (repair lowers it). Speakers may be anyone:
+    unknown ones are flagged by repair, not refused.
     """
-    errors: list[str] = []
-
-    def check(value, where, key, required=False):
-        problem = _text_error(value, where, key, required=required)
-        if problem:
-            errors.append(problem)
-
-    if not isinstance(script, dict):
-        return ["the answer must be a JSON object"]
-    check(script.get("title"), "chapter", "title", required=True)
-    check(script.get("synopsis", ""), "chapter", "synopsis")
-    scenes = script.get("scenes")
-    if not isinstance(scenes, list) or not 1 <= len(scenes) <= max_scenes:
-        errors.append(f"chapter: scenes must be a list of 1 to {max_scenes} scenes")
-        return errors
-    for number, scene in enumerate(scenes, start=1):
-        where = f"scene {number}"
-        if not isinstance(scene, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        check(scene.get("location"), where, "location", required=True)
-        check(scene.get("action"), where, "action", required=True)
-        check(scene.get("camera", ""), where, "camera")
-        check(scene.get("mood", ""), where, "mood")
-        time = scene.get("time_of_day")
-        if not isinstance(time, str) or time.strip().lower() not in TIMES:
-            errors.append(f"{where}: time_of_day must be one of {', '.join(TIMES)}")
-        duration = scene.get("duration_s")
-        if isinstance(duration, bool) or not isinstance(duration, int | float):
-            errors.append(f"{where}: duration_s must be a number of seconds")
-        names = scene.get("characters", [])
-        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-            errors.append(f"{where}: characters must be a list of names")
-        dialog = scene.get("dialog", [])
-        if not isinstance(dialog, list):
-            errors.append(f"{where}: dialog must be a list")
-            continue
-        for index, line in enumerate(dialog, start=1):
-            spot = f"{where}, line {index}"
-            if not isinstance(line, dict):
-                errors.append(f"{spot}: must be an object")
-                continue
-            check(line.get("speaker", ""), spot, "speaker")
-            check(line.get("line"), spot, "line", required=True)
-            check(line.get("emotion", ""), spot, "emotion")
-    return errors
-
-
-def name_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
+    return validate_script(script, characters=None, max_scenes=max_scenes, strict=False)
 
 
 def duration_range(capabilities) -> tuple[float, float]:

@@ -23,6 +23,7 @@ from dramas.models import (
     Scene,
 )
 from studio.jobs.services import jobs_forget_drama
+from studio.providers.writer import name_key
 
 User = get_user_model()
 
@@ -287,7 +288,7 @@ def chapter_script_replace(
     spacing tolerant); a speaker that matches nobody keeps its name on the line.
     """
     chapter_version_save(chapter=chapter, user=user, note="Before: " + note)
-    by_name = {_name_key(c.name): c for c in chapter.drama.characters.all()}
+    by_name = {name_key(c.name): c for c in chapter.drama.characters.all()}
     chapter.title = script["title"]
     chapter.synopsis = script.get("synopsis", "")
     chapter.source = source
@@ -308,10 +309,10 @@ def chapter_script_replace(
         scene.full_clean()
         scene.save()
         scene.characters.set(
-            [by_name[key] for key in map(_name_key, data.get("characters", [])) if key in by_name]
+            [by_name[key] for key in map(name_key, data.get("characters", [])) if key in by_name]
         )
         for line_order, line in enumerate(data.get("dialog", []), start=1):
-            speaker = by_name.get(_name_key(line.get("speaker", "")))
+            speaker = by_name.get(name_key(line.get("speaker", "")))
             dialog = DialogLine(
                 scene=scene,
                 order=line_order,
@@ -334,10 +335,6 @@ def chapter_version_restore(*, version: ChapterVersion, user=None) -> ChapterVer
         note=f"Restored version {version.number}",
         source=version.source,
     )
-
-
-def _name_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
 
 
 def scripts_side_by_side(*, left: dict, right: dict) -> list[dict]:

@@ -152,14 +152,14 @@ def test_it_lists_what_is_wrong_with_a_script():
     scene.update(time_of_day="noon", duration_s=90, characters=["Nobody"])
     scene["dialog"].append({"speaker": "Stranger", "line": ""})
     errors = validate_script(script, characters=[c.name for c in CAST])
-    assert "script: title is empty" in errors
+    assert "chapter: title is empty" in errors
     assert any("time_of_day" in e for e in errors) and any("duration_s" in e for e in errors)
     assert any("'Nobody' is not one of" in e for e in errors)
     assert any("speaker 'Stranger'" in e for e in errors) and any(
         "line is empty" in e for e in errors
     )
     assert validate_script({"title": "x", "scenes": []}, characters=[]) == [
-        "script: needs 1 to 12 scenes"
+        "chapter: scenes must be a list of 1 to 12 scenes"
     ]
 
 

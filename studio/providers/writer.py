@@ -132,48 +132,67 @@ def parse_script(text: str) -> dict:
 
 
 def validate_script(
-    script: dict, *, characters: Sequence[str], min_scenes: int = 1, max_scenes: int = 12
+    script: dict,
+    *,
+    characters: Sequence[str] | None,
+    min_scenes: int = 1,
+    max_scenes: int = 12,
+    strict: bool = True,
 ) -> list[str]:
-    """Problems with a script, as sentences a producer can read; empty when it is valid."""
-    errors: list[str] = []
-    known = {" ".join(name.split()).casefold() for name in characters}
+    """Problems with a script, one sentence each (a producer or a writer on retry can act on
+    them); empty when it is valid.
 
-    def text(value, where: str, key: str, *, required: bool) -> None:
+    `characters`: the registered names every speaker and cast member must be (None: any name).
+    `strict=False` is for answers that `script_repair` will still fix: durations need only be
+    numbers (repair clamps them) and time_of_day may differ in case (repair lowers it).
+    """
+    if not isinstance(script, dict):
+        return ["the answer must be a JSON object"]
+    errors: list[str] = []
+    known = None if characters is None else {name_key(name) for name in characters}
+
+    def text(value, where: str, key: str, *, required: bool = False) -> None:
         if not isinstance(value, str):
-            errors.append(f"{where}: {key} must be text")
+            errors.append(f"{where}: {key} must be a string")
         elif required and not value.strip():
             errors.append(f"{where}: {key} is empty")
         elif len(value) > LIMITS[key]:
             errors.append(f"{where}: {key} is longer than {LIMITS[key]} characters")
 
-    text(script.get("title"), "script", "title", required=True)
-    text(script.get("synopsis", ""), "script", "synopsis", required=False)
+    def registered(name, where: str, what: str) -> None:
+        if known is not None and isinstance(name, str) and name and name_key(name) not in known:
+            errors.append(f"{where}: {what} {name!r} is not one of the drama's characters")
+
+    text(script.get("title"), "chapter", "title", required=True)
+    text(script.get("synopsis", ""), "chapter", "synopsis")
     scenes = script.get("scenes")
     if not isinstance(scenes, list) or not (min_scenes <= len(scenes) <= max_scenes):
-        return [*errors, f"script: needs {min_scenes} to {max_scenes} scenes"]
+        return [*errors, f"chapter: scenes must be a list of {min_scenes} to {max_scenes} scenes"]
     for number, scene in enumerate(scenes, start=1):
         where = f"scene {number}"
         if not isinstance(scene, dict):
-            errors.append(f"{where}: not an object")
+            errors.append(f"{where}: must be an object")
             continue
         text(scene.get("location"), where, "location", required=True)
         text(scene.get("action"), where, "action", required=True)
         for key in ("camera", "mood"):
-            text(scene.get(key, ""), where, key, required=False)
-        if scene.get("time_of_day") not in TIMES_OF_DAY:
+            text(scene.get(key, ""), where, key)
+        time = scene.get("time_of_day")
+        if not isinstance(time, str) or (time if strict else time.strip().lower()) not in (
+            TIMES_OF_DAY
+        ):
             errors.append(f"{where}: time_of_day must be one of {', '.join(TIMES_OF_DAY)}")
         duration = scene.get("duration_s")
         if isinstance(duration, bool) or not isinstance(duration, int | float):
-            errors.append(f"{where}: duration_s must be a number")
-        elif not 1 <= duration <= 60:
+            errors.append(f"{where}: duration_s must be a number of seconds")
+        elif strict and not 1 <= duration <= 60:
             errors.append(f"{where}: duration_s must be between 1 and 60")
         names = scene.get("characters", [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             errors.append(f"{where}: characters must be a list of names")
         else:
             for name in names:
-                if " ".join(name.split()).casefold() not in known:
-                    errors.append(f"{where}: {name!r} is not one of the drama's characters")
+                registered(name, where, "character")
         dialog = scene.get("dialog", [])
         if not isinstance(dialog, list):
             errors.append(f"{where}: dialog must be a list")
@@ -181,19 +200,18 @@ def validate_script(
         for index, line in enumerate(dialog, start=1):
             spot = f"{where}, line {index}"
             if not isinstance(line, dict):
-                errors.append(f"{spot}: not an object")
+                errors.append(f"{spot}: must be an object")
                 continue
-            speaker = line.get("speaker", "")
-            text(speaker, spot, "speaker", required=False)
-            if (
-                isinstance(speaker, str)
-                and speaker
-                and (" ".join(speaker.split()).casefold() not in known)
-            ):
-                errors.append(f"{spot}: speaker {speaker!r} is not one of the drama's characters")
+            text(line.get("speaker", ""), spot, "speaker")
+            registered(line.get("speaker", ""), spot, "speaker")
             text(line.get("line"), spot, "line", required=True)
-            text(line.get("emotion", ""), spot, "emotion", required=False)
+            text(line.get("emotion", ""), spot, "emotion")
     return errors
+
+
+def name_key(name: str) -> str:
+    """How names are compared: case and spacing do not matter."""
+    return " ".join(name.split()).casefold()
 
 
 @dataclass(frozen=True)
