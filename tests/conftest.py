@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 from django.test import Client
 
@@ -57,3 +59,30 @@ def pytest_collection_modifyitems(items):
     """Browser tests run last: Playwright's sync API leaves an event loop running in the test
     thread, after which pytest-asyncio cannot run async tests (websocket and job engine tests)."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+# Browser tests drive Debian's Chromium (never a downloaded browser); a missing one is a
+# failure that names the install command, not a skip.
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail(
+            "Chromium was not found on PATH; install Debian's chromium: "
+            "apt-get install -y chromium",
+            pytrace=False,
+        )
+    return {
+        **browser_type_launch_args,
+        "executable_path": executable,
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

@@ -11,8 +11,7 @@ from playwright.sync_api import Page, expect
 from tests import test_browser_journey as journey
 from tests.factories import FACES_DIR, create_character, create_drama, create_user, image_bytes
 
-# The journey's fixtures (system Chromium, console error capture) and helpers, shared as is.
-browser_type_launch_args = journey.browser_type_launch_args
+# The journey's console-error fixture and helpers, shared as is (Chromium comes from conftest).
 console_errors = journey.console_errors
 log_in, shot = journey.log_in, journey.shot
 

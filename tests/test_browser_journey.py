@@ -7,7 +7,6 @@ its absence is a failure with the install command, not a skip.
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,31 +25,6 @@ PORTRAIT = FACES_DIR / "grace_hopper.jpg"
 TIMEOUT_MS = 10_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "Chromium was not found on PATH; install Debian's chromium: "
-            "apt-get install -y chromium",
-            pytrace=False,
-        )
-    return {
-        **browser_type_launch_args,
-        "executable_path": executable,
-        "headless": True,
-        "args": [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    }
 
 
 @pytest.fixture

@@ -12,10 +12,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_browser_journey import (  # noqa: F401  (the session's Chromium settings)
-    browser_type_launch_args,
-)
-from tests.test_studio_command import REPO, free_port, studio_env, wait_until_healthy
+from tests.studio_process import REPO, free_port, serve_studio, studio_env
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 20_000
@@ -24,7 +21,7 @@ TIMEOUT_MS = 20_000
 @pytest.fixture
 def studio(tmp_path):
     env = studio_env(tmp_path)
-    sim_port, port = free_port(), free_port()
+    sim_port = free_port()
     sim_log = (tmp_path / "sim.log").open("wb")
     # Every answer streams in 24-character pieces, 40 ms apart: a chapter takes a few seconds.
     simulator = subprocess.Popen(
@@ -38,24 +35,13 @@ def studio(tmp_path):
         WRITER_PROVIDER="openai",
         WRITER_API_KEY="sk-test",
     )
-    log_path = tmp_path / "studio.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "studio", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(f"http://127.0.0.1:{sim_port}/_sim/stats")
-        wait_until_healthy(base, process, log_path)
-        yield base
+        with serve_studio(tmp_path, env) as (base, _, _):
+            yield base
     finally:
-        for child in (process, simulator):
-            child.kill()
-            child.wait(timeout=10)
+        simulator.kill()
+        simulator.wait(timeout=10)
         sim_log.close()
 
 

@@ -9,10 +9,7 @@ import sys
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_browser_journey import (  # noqa: F401  (the session's Chromium settings)
-    browser_type_launch_args,
-)
-from tests.test_studio_command import REPO, free_port, studio_env, wait_until_healthy
+from tests.studio_process import REPO, serve_studio, studio_env
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 15_000
@@ -34,23 +31,8 @@ job_enqueue(kind="test.crash.steps", drama_id=drama_id, label="Live test job",
 def studio(tmp_path):
     env = studio_env(tmp_path)
     env.update(STUDIO_JOB_MODULES="tests.jobs_handlers", STUDIO_TEST_JOB_LOG=str(tmp_path / "log"))
-    port = free_port()
-    log_path = tmp_path / "studio.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "studio", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base, process, log_path)
+    with serve_studio(tmp_path, env) as (base, _, _):
         yield base, env
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_it_moves_progress_live_on_the_queue_page_and_the_board(studio, page: Page):

@@ -3,16 +3,11 @@ embedded worker, offline animatic): render the demo chapter from the board, watc
 progress live, review frames with their scores, approve one take, regenerate another."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_browser_journey import (  # noqa: F401  (the session's Chromium settings)
-    browser_type_launch_args,
-)
-from tests.test_studio_command import REPO, free_port, studio_env, wait_until_healthy
+from tests.studio_process import serve_studio, studio_env
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
@@ -22,23 +17,8 @@ TIMEOUT_MS = 60_000
 def studio(tmp_path):
     env = studio_env(tmp_path)
     env.update(VIDEO_BASE_URL="", ANIMATIC_PRESET="ultrafast")
-    port = free_port()
-    log_path = tmp_path / "studio.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "studio", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base, process, log_path)
+    with serve_studio(tmp_path, env) as (base, _, _):
         yield base
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_it_renders_the_demo_chapter_and_reviews_it_live(studio, page: Page):
