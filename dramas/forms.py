@@ -53,10 +53,29 @@ class ChapterForm(forms.ModelForm):
         widgets = {"synopsis": forms.Textarea(attrs={"rows": 3})}
 
 
+class IdsChoiceField(forms.ModelMultipleChoiceField):
+    """Ids beyond a database integer are invalid choices, not an overflow (a 500) in the query."""
+
+    def _check_values(self, value):
+        for pk in value or ():
+            try:
+                too_big = abs(int(str(pk))) >= 2**63
+            except ValueError:
+                continue  # not a number: the parent says it is not a valid value
+            if too_big:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": pk},
+                )
+        return super()._check_values(value)
+
+
 class SceneForm(forms.ModelForm):
     class Meta:
         model = Scene
         fields = ["location", "time_of_day", "action", "camera", "duration_s", "mood", "characters"]
+        field_classes = {"characters": IdsChoiceField}
         widgets = {
             "action": forms.Textarea(attrs={"rows": 3}),
             "characters": forms.CheckboxSelectMultiple,

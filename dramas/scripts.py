@@ -23,6 +23,7 @@ from dramas.models import SCENE_MAX_S, SCENE_MIN_S, TimeOfDay
 from studio.providers.writer import LIMITS, name_key, validate_script
 
 MAX_SCENES = 12
+MAX_DECODE_STARTS = 20  # places in an answer where extract_script tries to read a JSON object
 TIMES = [choice.value for choice in TimeOfDay]
 
 _TEXT = {"type": "string"}
@@ -114,11 +115,19 @@ def extract_script(text: str, *, finish_reason: str = "", max_tokens: int | None
     problem = "there is no JSON object in it"
     for candidate in candidates:
         start = candidate.find("{")
-        while start != -1:
+        # A few starts at most: each failed decode costs a scan of the text, so a huge answer
+        # full of braces would otherwise take quadratic time.
+        for _try in range(MAX_DECODE_STARTS):
+            if start == -1:
+                break
             try:
                 value, _end = decoder.raw_decode(candidate, start)
             except json.JSONDecodeError as error:
                 problem = f"its JSON is invalid ({error.msg} at character {error.pos})"
+                start = candidate.find("{", start + 1)
+                continue
+            except RecursionError:
+                problem = "its JSON is nested too deeply"
                 start = candidate.find("{", start + 1)
                 continue
             if isinstance(value, dict):

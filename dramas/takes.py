@@ -217,6 +217,12 @@ def take_set(*, take_id: int, **fields) -> None:
 
 
 def _record(*, take: Take, user, action: str, comment: str, frame: Frame | None = None):
+    limit = Review._meta.get_field("comment").max_length
+    if len(comment) > limit:  # TextField's max_length is not checked by the model; callers are
+        # atomic, so nothing of the review (the frame's copy of the comment included) is kept
+        raise ValidationError(
+            f"A comment can be at most {limit} characters; this one has {len(comment)}."
+        )
     Review.objects.create(take=take, frame=frame, user=user, action=action, comment=comment)
     events.publish(drama_id=take.scene.chapter.drama_id, type=CHANGED, ids=[take.id])
 

@@ -157,7 +157,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
             return
         now = time.monotonic()
         # At most one full render a second per client.

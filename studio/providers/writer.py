@@ -12,6 +12,7 @@ answer. The script has exactly the shape the studio stores for a chapter version
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -183,7 +184,11 @@ def validate_script(
         ):
             errors.append(f"{where}: time_of_day must be one of {', '.join(TIMES_OF_DAY)}")
         duration = scene.get("duration_s")
-        if isinstance(duration, bool) or not isinstance(duration, int | float):
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)  # NaN and Infinity are valid JSON to Python
+        ):
             errors.append(f"{where}: duration_s must be a number of seconds")
         elif strict and not 1 <= duration <= 60:
             errors.append(f"{where}: duration_s must be between 1 and 60")
