@@ -107,7 +107,8 @@ def scan(
 ) -> FaceScan:
     """Every face in the image with its box, detector score, size and embedding.
 
-    Runs in the calling process; use `scan_in_pool` from request or event-loop code.
+    Runs in the calling process. From request (sync) code use `scan_in_pool`, which blocks only
+    its thread; from async code `await studio.cpu.run_cpu(scan, ...)`, never on the loop.
     With `retry_upsampled`, an image where no face is found is searched once more with the
     small copy upsampled 2x, which finds faces down to about 40 px instead of about 80 px.
     """
