@@ -10,21 +10,32 @@ PIP := $(PY) -m pip install --disable-pip-version-check --quiet
 # Exit status 0 when the interpreter running it is new enough.
 IS_NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 12))
 
-.PHONY: run test lint format clean
+.PHONY: run test test-packages lint format clean
 
 run: $(VENV)/.installed-run
 	$(PY) manage.py studio
 
-test: $(VENV)/.installed-dev
-	@if command -v chromium >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "Installing Debian's chromium for the browser tests"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
-	else \
-	  echo "note: 'chromium' is not on PATH; the browser tests need it (as root: apt-get install chromium)."; \
-	fi
+test: $(VENV)/.installed-dev test-packages
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian packages the suite drives: chromium (browser tests), postgresql and redis-server (the
+# scale-out tests start their own throwaway servers on loopback; see tests/services.py).
+TEST_PACKAGES := chromium:chromium postgresql:/usr/lib/postgresql/*/bin/postgres redis-server:redis-server
+
+test-packages:
+	@need=""; \
+	for entry in $(TEST_PACKAGES); do \
+	  package=$${entry%%:*}; probe=$${entry#*:}; \
+	  if command -v $$probe >/dev/null 2>&1 || compgen -G "$$probe" >/dev/null; then :; else need="$$need $$package"; fi; \
+	done; \
+	if [ -z "$$need" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian packages for the tests:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+	else \
+	  echo "note: missing$$need; the browser and scale-out tests need them (as root: apt-get install$$need)."; \
+	fi
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -1,3 +1,4 @@
+import secrets
 from decimal import Decimal
 
 from django.conf import settings
@@ -282,13 +283,22 @@ class ReviewState(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+def _tokened(filename: str) -> str:
+    # A fresh name on every save: a re-rendered video or frame never takes an old file's name,
+    # so copies cached by name (studio.media, object storage) can never go stale.
+    stem, dot, extension = filename.rpartition(".")
+    if not dot:
+        stem, extension = filename, ""
+    return f"{stem}-{secrets.token_hex(4)}{dot}{extension}"
+
+
 def take_upload_path(instance: "Take", filename: str) -> str:
-    return f"takes/{instance.scene.chapter.drama_id}/{instance.id}/{filename}"
+    return f"takes/{instance.scene.chapter.drama_id}/{instance.id}/{_tokened(filename)}"
 
 
 def frame_upload_path(instance: "Frame", filename: str) -> str:
     take = instance.take
-    return f"takes/{take.scene.chapter.drama_id}/{take.id}/frames/{filename}"
+    return f"takes/{take.scene.chapter.drama_id}/{take.id}/frames/{_tokened(filename)}"
 
 
 class Take(models.Model):

@@ -22,6 +22,7 @@ from dramas.models import TakeStatus
 from dramas.sampling import sample_frames
 from dramas.takes import JOB_ATTEMPTS, RENDER, take_set
 from studio.jobs.registry import LeaseLost, PermanentError, Release, register
+from studio.media import local_path
 from studio.providers import registry
 from studio.providers.animatic import plan as animatic_plan
 from studio.providers.base import JobHandle, JobState
@@ -196,6 +197,7 @@ class TakeRun:
         )
         note = "Done"
         await self.set(status=TakeStatus.DONE, progress=1.0, note=note)
+        await _db(db.forget_local_media)(take_id=self.take_id)
         follow_up = await _db(db.auto_regenerate)(take_id=self.take_id)
         if follow_up:
             await self.set(note=follow_up)
@@ -206,7 +208,7 @@ def _frame_rows(*, take_id: int) -> list[tuple[int, str, float]]:
     from dramas.models import Frame
 
     frames = Frame.objects.filter(take_id=take_id).order_by("index")
-    return [(f.id, f.image.path, f.time_s) for f in frames]
+    return [(f.id, local_path(f.image), f.time_s) for f in frames]
 
 
 def _cancel_requested(*, job_id: int) -> bool:

@@ -17,6 +17,7 @@ from dramas import takes as take_services
 from dramas.models import Frame, Take, TakeStatus, Verdict
 from dramas.prompts import scene_prompt
 from dramas.sampling import SampledFrame
+from studio.media import forget_local, local_path
 from studio.providers.base import CastMember, DialogCue, VideoRequest
 
 
@@ -85,7 +86,7 @@ def video_request(*, take_id: int) -> VideoRequest:
         cast.append(
             CastMember(
                 name=entry["character"],
-                image_path=reference.image.path,
+                image_path=local_path(reference.image),
                 face_box=tuple(face) if face else None,
             )
         )
@@ -142,7 +143,7 @@ def save_video(*, take_id: int, data: bytes) -> None:
 
 
 def video_path(*, take_id: int) -> str:
-    return _take(take_id).video.path
+    return local_path(_take(take_id).video)
 
 
 def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, str]]:
@@ -164,7 +165,7 @@ def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, 
             with open(sampled.path, "rb") as handle:
                 frame.image.save(f"{sampled.index:03d}.jpg", ContentFile(handle.read()), save=False)
             frame.save()
-            rows.append((frame.id, frame.image.path))
+            rows.append((frame.id, local_path(frame.image)))
             os.remove(sampled.path)
     return rows
 
@@ -255,3 +256,10 @@ def auto_regenerate(*, take_id: int) -> str:
     except ValidationError as error:
         return f"Not regenerated: {' '.join(error.messages)}"
     return f"Below the threshold: take {new.number} queued with a new seed."
+
+
+def forget_local_media(*, take_id: int) -> None:
+    """The finished take's video and frames are not read again by the pipeline."""
+    take = _take(take_id)
+    files = [frame.image for frame in take.frames.all()]
+    forget_local([take.video, *files] if take.video else files)

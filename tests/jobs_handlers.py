@@ -31,3 +31,11 @@ async def steps(ctx):
 @register("test.noop")
 async def noop(ctx):
     return None
+
+
+@register("test.scaleout.claim")
+async def claim(ctx):
+    """Notes which worker process ran the job: a job claimed twice shows up twice."""
+    note(f"{ctx.job_id} ran-in {os.getpid()} attempt {ctx.attempt}")
+    await asyncio.sleep(ctx.payload.get("sleep_s", 0.02))
+    await ctx.progress(1.0)
