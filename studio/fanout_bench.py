@@ -40,7 +40,14 @@ def fanout(options: dict) -> dict:
     load_before = os.getloadavg()[0]
     with scratch_database():
         drama_id, job_ids, cookies = _world(events)
-        channel_layers.backends.clear()  # a fresh in-memory layer on this run's event loop
+        # The baseline, same run and data: one client, so the cost of the database write, the
+        # layer and one render, without the walk through many consumers.
+        channel_layers.backends.clear()  # a fresh in-memory layer on each run's event loop
+        say(f"baseline: 1 client, {events} events at {RATE_PER_S}/s...")
+        alone, _, _ = asyncio.run(
+            _run(drama_id=drama_id, job_ids=job_ids, cookies=cookies, clients=1)
+        )
+        channel_layers.backends.clear()
         say(f"{clients} clients, {events} events at {RATE_PER_S}/s...")
         latencies, delivered, connect_s = asyncio.run(
             _run(drama_id=drama_id, job_ids=job_ids, cookies=cookies, clients=clients)
@@ -57,6 +64,8 @@ def fanout(options: dict) -> dict:
         "p95_ms": round(p95 * 1000, 1),
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
         "connect_all_s": round(connect_s, 2),
+        "baseline_one_client_p50_ms": round(percentile(alone, 0.50) * 1000, 1),
+        "baseline_one_client_p95_ms": round(percentile(alone, 0.95) * 1000, 1),
         "load_average_1min_before": round(load_before, 2),
         "measured": "in-process ASGI + in-memory channel layer + rendering; no network",
         "target_p95_ms": TARGET_P95_MS,
