@@ -9,11 +9,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests import test_browser_journey as journey
+from tests.browser_support import shot
 from tests.factories import FACES_DIR, create_character, create_drama, create_user, image_bytes
 
-# The journey's console-error fixture and helpers, shared as is (Chromium comes from conftest).
+# The journey's console-error fixture and log-in, shared as is (Chromium comes from conftest).
 console_errors = journey.console_errors
-log_in, shot = journey.log_in, journey.shot
+log_in = journey.log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

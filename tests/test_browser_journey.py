@@ -7,11 +7,12 @@ its absence is a failure with the install command, not a skip.
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser_support import assert_not_reloaded, mark_window, set_timeouts, shot
+from tests.browser_support import log_in as log_in_as
 from tests.factories import FACES_DIR, PASSWORD, create_chapter, create_drama, create_user
 
 # Playwright's sync API keeps an asyncio loop running in the test thread once it has started,
@@ -19,8 +20,6 @@ from tests.factories import FACES_DIR, PASSWORD, create_chapter, create_drama, c
 # factories, pytest-django's database setup and flush). The live server thread is unaffected.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-REPO = Path(__file__).resolve().parent.parent
-SHOTS = REPO / "test-results" / "browser"
 PORTRAIT = FACES_DIR / "grace_hopper.jpg"
 TIMEOUT_MS = 10_000
 
@@ -41,8 +40,7 @@ def console_errors(page: Page) -> list[str]:
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
+    set_timeouts(page, TIMEOUT_MS)
     return errors
 
 
@@ -56,27 +54,8 @@ def live_socket_on_wsgi(message) -> bool:
     return url.endswith("/htmx-2.min.js") and message.text == "[object Event]"
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
-
-
 def log_in(page: Page, base_url: str, user) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Your dramas")).to_be_visible()
-
-
-def mark_window(page: Page) -> None:
-    """A marker that only survives while no full page load happens."""
-    page.evaluate("window.__noReload = 'still here'")
-
-
-def assert_not_reloaded(page: Page) -> None:
-    assert page.evaluate("window.__noReload") == "still here", "the page was fully reloaded"
+    log_in_as(page, base_url, user.username, PASSWORD)
 
 
 def test_it_builds_a_drama_in_the_browser(live_server, page: Page, console_errors):

@@ -12,6 +12,14 @@ import urllib.request
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser_support import (
+    assert_not_reloaded,
+    collect_console_errors,
+    log_in,
+    mark_window,
+    set_timeouts,
+    wait_for_live,
+)
 from tests.studio_process import REPO, free_port, serve_studio, studio_env
 
 pytestmark = pytest.mark.browser
@@ -59,22 +67,17 @@ def _wait_for(url: str) -> None:
 
 def test_a_producer_watches_a_chapter_being_written_then_restores_the_old_one(studio, page: Page):
     base = studio
-    errors: list[str] = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    errors = collect_console_errors(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
+    set_timeouts(page, TIMEOUT_MS)
 
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill("producer")
-    page.get_by_label("Password").fill("drama-studio")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, base)
     page.get_by_role("link", name="Midnight Broadcast").first.click()
     page.get_by_role("link", name="Open editor").click()
     first_scene = page.locator("#scene-list .scene-card h3").first
     original = first_scene.inner_text()
-    page.wait_for_function("document.querySelector('[data-live]') !== null")
-    page.evaluate("window.__noReload = 'still here'")
+    wait_for_live(page)
+    mark_window(page)
 
     page.locator("#generate-panel summary").click()
     page.get_by_label("Target length (s)").fill("45")
@@ -91,7 +94,7 @@ def test_a_producer_watches_a_chapter_being_written_then_restores_the_old_one(st
     )
     expect(live).to_contain_text("Written")
     expect(live).to_contain_text("gpt-4.1")
-    assert page.evaluate("window.__noReload") == "still here"
+    assert_not_reloaded(page)
 
     # The new script, edited by hand.
     live.get_by_role("link", name="Show the new script").click()

@@ -2,13 +2,21 @@
 the embedded worker on Daphne's loop, the in-memory channel layer): a job's progress bar moves
 and its row changes section without a reload, on the queue page and on the board."""
 
-import re
 import subprocess
 import sys
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser_support import (
+    assert_not_reloaded,
+    collect_console_errors,
+    drama_id_of,
+    log_in,
+    mark_window,
+    set_timeouts,
+    wait_for_live,
+)
 from tests.studio_process import REPO, serve_studio, studio_env
 
 pytestmark = pytest.mark.browser
@@ -37,25 +45,20 @@ def studio(tmp_path):
 
 def test_it_moves_progress_live_on_the_queue_page_and_the_board(studio, page: Page):
     base, env = studio
-    errors: list[str] = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
+    errors = collect_console_errors(page)
+    set_timeouts(page, TIMEOUT_MS)
 
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill("producer")
-    page.get_by_label("Password").fill("drama-studio")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, base)
     page.get_by_role("link", name="Midnight Broadcast").first.click()
-    drama_id = re.search(r"/dramas/(\d+)/", page.url).group(1)
+    drama_id = drama_id_of(page)
     board = page.context.new_page()
-    board.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    collect_console_errors(board, errors)
     board.goto(page.url)
     page.goto(f"{base}/dramas/{drama_id}/queue/")
     expect(page.locator("#queue-running")).to_contain_text("Nothing running.")
-    page.wait_for_function("document.querySelector('[data-live]') !== null")
-    page.evaluate("window.__noReload = 'still here'")
-    board.evaluate("window.__noReload = 'still here'")
+    wait_for_live(page)
+    mark_window(page)
+    mark_window(board)
 
     # A job enqueued by another process: the studio's worker picks it up by polling.
     subprocess.run([sys.executable, "-c", ENQUEUE, drama_id], cwd=REPO, env=env, check=True)
@@ -87,6 +90,6 @@ def test_it_moves_progress_live_on_the_queue_page_and_the_board(studio, page: Pa
     expect(board.get_by_text("Checking the script of chapter 1")).to_be_visible()
     expect(page.locator("#queue-done tr.job", has_text="Check script: chapter 1")).to_be_visible()
 
-    assert page.evaluate("window.__noReload") == "still here"
-    assert board.evaluate("window.__noReload") == "still here"
+    assert_not_reloaded(page)
+    assert_not_reloaded(board)
     assert errors == [], errors

@@ -7,6 +7,15 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser_support import (
+    assert_not_reloaded,
+    collect_console_errors,
+    drama_id_of,
+    log_in,
+    mark_window,
+    set_timeouts,
+    wait_for_live,
+)
 from tests.studio_process import serve_studio, studio_env
 
 pytestmark = pytest.mark.browser
@@ -22,29 +31,24 @@ def studio(tmp_path):
 
 
 def test_it_renders_the_demo_chapter_and_reviews_it_live(studio, page: Page):
-    errors: list[str] = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
+    errors = collect_console_errors(page)
+    set_timeouts(page, TIMEOUT_MS)
 
-    page.goto(f"{studio}/accounts/login/")
-    page.get_by_label("Username").fill("producer")
-    page.get_by_label("Password").fill("drama-studio")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, studio)
     page.get_by_role("link", name="Midnight Broadcast").first.click()
-    drama_id = re.search(r"/dramas/(\d+)/", page.url).group(1)
-    page.wait_for_function("document.querySelector('[data-live]') !== null")
+    drama_id = drama_id_of(page)
+    wait_for_live(page)
 
     page.get_by_role("button", name=re.compile(r"^Render chapter · ")).click()
     expect(page.locator(".message.success")).to_contain_text("Queued 3 renders")
-    page.evaluate("window.__noReload = 'still here'")
+    mark_window(page)
     # The tiles follow the renders live: a moving bar, then three finished, scored takes.
     tiles = page.locator(".scene-tile")
     expect(tiles.locator(".take-status [role=progressbar]").first).to_be_visible()
     expect(tiles.locator(".take-status .badge", has_text="Done")).to_have_count(3)
     expect(tiles.locator(".take-status .badge", has_text="Consistent")).to_have_count(3)
     expect(tiles.locator(".take-thumb img")).to_have_count(3)
-    assert page.evaluate("window.__noReload") == "still here"
+    assert_not_reloaded(page)
 
     # Take review: frames with per-character scores; arrows move; A approves.
     tiles.first.locator(".take-thumb").click()
