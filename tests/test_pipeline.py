@@ -96,3 +96,18 @@ def test_it_decodes_a_rendered_clip_into_jpegs(tmp_path):
     assert [f.index for f in frames] == [0, 1, 2, 3]
     assert [round(f.time_s, 1) for f in frames[:3]] == [0.0, 0.5, 1.0]
     assert frames[-1].time_s > 1.1 and (frames[0].width, frames[0].height) == (160, 284)
+
+
+async def test_a_silent_character_present_in_the_scene_is_seen_and_scored():
+    drama, chapter, cast = await sync_to_async(two_person_drama)(seconds=3.0)
+    both = cast["first"]  # Marcus speaks; Ada is present and says nothing
+    await sync_to_async(both.characters.add)(cast["ada"])
+    (take,) = await sync_to_async(take_enqueue)(drama=drama, scenes=[both])
+
+    async with running():
+        await wait_for(await finished([take.id]), timeout=60)
+
+    take = await Take.objects.aget(id=take.id)
+    assert take.status == TakeStatus.DONE, (take.error, take.note)
+    assert take.consistency["unseen"] == [], take.consistency
+    assert take.verdict == Verdict.ACCEPT, take.consistency

@@ -116,6 +116,23 @@ def test_it_cuts_to_each_speaker_and_opens_on_a_title_card(tmp_path):
     assert centre_colour(frames[2]).max() < centre_colour(frames[red_mid]).max()
 
 
+def test_it_opens_on_the_whole_group_when_someone_present_is_silent():
+    silent = scene(duration_s=4.0, dialog=(DialogCue("Marcus", "I never left."),))
+    shots = plan(silent, fps=24, title_card=True)
+    assert [(s.kind, s.speaker) for s in shots] == [
+        ("title", ""),
+        ("shot", ""),  # the group plate: Ada is on screen though she says nothing
+        ("shot", "Marcus"),
+    ]
+    assert shots[1].frames >= 24  # long enough to be sampled (2 frames a second)
+    # Everyone speaks: no group shot, the lines have the time.
+    assert [s.speaker for s in plan(scene(duration_s=4.0), fps=24, title_card=True)] == [
+        "",
+        "Ada",
+        "Marcus",
+    ]
+
+
 def test_it_plans_exactly_the_frames_of_the_duration():
     for seconds in (1.0, 2.5, 7.3, 60.0):
         for dialog in ((), scene().dialog, tuple(DialogCue("", f"line {i}") for i in range(90))):

@@ -95,6 +95,13 @@ def plan(request: VideoRequest, *, fps: int, title_card: bool) -> list[ShotPlan]
     cues = [cue for cue in request.dialog if cue.line.strip()][:left]
     if not cues:
         return [*shots, ShotPlan(left, "shot", text=request.prompt, caption_note=True)]
+    # Cast present but silent would never be on screen (speakers get close shots): open on
+    # the whole group for a second or a fifth of the scene, so everyone present is seen.
+    speaking = {_key(cue.speaker) for cue in cues}
+    group = min(max(fps, left // 5), left - len(cues))
+    if group > 0 and any(_key(member.name) not in speaking for member in request.cast):
+        shots.append(ShotPlan(group, "shot", text=request.prompt, caption_note=True))
+        left -= group
     # Lines share the time by length, each at least one frame; rounding goes to the last.
     weights = [max(len(cue.line), 12) for cue in cues]
     counts = [max(1, left * w // sum(weights)) for w in weights]
@@ -107,6 +114,10 @@ def plan(request: VideoRequest, *, fps: int, title_card: bool) -> list[ShotPlan]
         ShotPlan(count, "shot", speaker=cue.speaker, text=cue.line)
         for cue, count in zip(cues, counts, strict=True)
     ]
+
+
+def _key(name: str) -> str:
+    return " ".join(name.split()).casefold()
 
 
 @dataclass
@@ -141,7 +152,7 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
     builds the next shot while the encoder works on the previous one."""
     move, framing = camera_move(request.camera)
     cast = [(m, image) for m in request.cast if (image := stills.load_image(m)) is not None]
-    by_name = {" ".join(m.name.split()).casefold(): (m, image) for m, image in cast}
+    by_name = {_key(m.name): (m, image) for m, image in cast}
     first_image = cast[0][1] if cast else None
     tag = [Overlay(stills.tag_layer(size, options.tag))] if options.overlays else []
     plates: dict[str, Yuv] = {}
@@ -157,7 +168,7 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
             )
             yield Shot(item.frames, "static", Yuv(card), tag)
             continue
-        speaker = by_name.get(" ".join(item.speaker.split()).casefold())
+        speaker = by_name.get(_key(item.speaker))
         key = speaker[0].name if speaker is not None else ""
         if key not in plates:  # a speaker's (or the group's) plate serves all their shots
             plates[key] = Yuv(
