@@ -250,6 +250,10 @@ def test_a_new_producer_goes_from_an_empty_account_to_reviewed_takes(studio, pag
         arg=take_id,
     )
     assert_not_reloaded(page)
+    # The page head's status follows the live row, not the "Queued" it was loaded with.
+    expect(page.locator(f"[data-mirror-of='take-status-{take_id}']")).not_to_have_attribute(
+        "data-status", "queued"
+    )
     step(page, "10-regenerate-progress")
     # When it is scored the page fetches its frames by itself.
     expect(page.locator(".frame-thumb").first).to_be_visible()

@@ -149,6 +149,16 @@
     }
   });
 
+  // The page head shows the take's status too: it follows the live row it mirrors.
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    document.querySelectorAll("[data-mirror-of]").forEach(function (mirror) {
+      const source = document.getElementById(mirror.dataset.mirrorOf);
+      if (!source || source.dataset.status === mirror.dataset.status && source.innerHTML === mirror.innerHTML) return;
+      mirror.innerHTML = source.innerHTML;
+      mirror.dataset.status = source.dataset.status;
+    });
+  });
+
   // The frames arrive when the take is scored: fetch them once its live status says "done".
   document.addEventListener("htmx:oobAfterSwap", function () {
     const root = page();
