@@ -47,21 +47,26 @@ def attach_scene_jobs(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
 
 
 def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
+    """The tiles' takes and jobs, the queue summary and the render buttons' estimates, in a
+    number of queries that does not grow with the drama (tests/test_board_page.py)."""
     scenes = latest_takes(attach_scene_jobs(drama=drama, scenes=scenes))
-    everything = list(Scene.objects.filter(chapter__drama=drama).select_related("chapter"))
-    chapter_scenes, chapter_locked = take_services.batch_scenes(scenes=scenes)
-    drama_scenes, drama_locked = take_services.batch_scenes(scenes=everything)
+    # Every scene of the drama with what a batch skips; the chapter's are among them.
+    everything = list(take_services.with_batch_flags(Scene.objects.filter(chapter__drama=drama)))
+    shown = {scene.id for scene in scenes}
+    chapter_batch = take_services.batch_scenes(
+        scenes=[scene for scene in everything if scene.id in shown], flagged=True
+    )
+    drama_batch = take_services.batch_scenes(scenes=everything, flagged=True)
+    chapter_estimate, drama_estimate = take_services.takes_estimates(
+        drama=drama, batches=[chapter_batch, drama_batch]
+    )
     return {
         "summary": selectors.queue_summary(drama_id=drama.id),
         "scenes": scenes,
         # Render buttons show what a batch would cost (approved and running scenes skipped).
         "priorities": PRIORITIES,
-        "chapter_estimate": take_services.takes_estimate(
-            drama=drama, scenes=chapter_scenes, skipped_locked=chapter_locked
-        ),
-        "drama_estimate": take_services.takes_estimate(
-            drama=drama, scenes=drama_scenes, skipped_locked=drama_locked
-        ),
+        "chapter_estimate": chapter_estimate,
+        "drama_estimate": drama_estimate,
     }
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Exists, Max, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from dramas.models import (
@@ -90,28 +90,52 @@ def drama_reserved_usd(*, drama_id: int, exclude_take_id: int | None = None) -> 
 
 def render_estimate_usd(*, seconds: float) -> Decimal | None:
     """The configured video provider's price for one clip of about `seconds`."""
+    return _clip_estimates_usd([seconds])[0]
+
+
+def _clip_estimates_usd(seconds: Sequence[float]) -> list[Decimal | None]:
+    """`render_estimate_usd` for each clip length, with one look-up of the price."""
     provider = registry.video()
-    billed = provider.capabilities.fit_duration(seconds)
     price = price_at(
         provider=provider.name, model=provider.model, kind="video", when=timezone.now().date()
     )
     if price is None:
-        return None
-    return cost_usd(price=price, usage=Usage(), units=billed)
+        return [None for _ in seconds]
+    return [
+        cost_usd(price=price, usage=Usage(), units=provider.capabilities.fit_duration(clip))
+        for clip in seconds
+    ]
 
 
 def takes_estimate(*, drama: Drama, scenes: Sequence[Scene], skipped_locked: int = 0) -> Estimate:
-    costs = [render_estimate_usd(seconds=scene.duration_s) for scene in scenes]
-    total = None if any(c is None for c in costs) else sum(costs, Decimal(0))
-    return Estimate(
-        scenes=len(scenes),
-        seconds=sum(scene.duration_s for scene in scenes),
-        cost_usd=total,
-        spent_usd=drama_spent_usd(drama_id=drama.id),
-        reserved_usd=drama_reserved_usd(drama_id=drama.id),
-        budget_usd=drama.budget_usd,
-        skipped_locked=skipped_locked,
-    )
+    [estimate] = takes_estimates(drama=drama, batches=[(scenes, skipped_locked)])
+    return estimate
+
+
+def takes_estimates(
+    *, drama: Drama, batches: Sequence[tuple[Sequence[Scene], int]]
+) -> list[Estimate]:
+    """`takes_estimate` for several batches of scenes, each given with its `skipped_locked`
+    count (the drama board's chapter and drama buttons): the price, the spend and the
+    reservations are read once, whatever the number of scenes."""
+    spent_usd = drama_spent_usd(drama_id=drama.id)
+    reserved_usd = drama_reserved_usd(drama_id=drama.id)
+    costs = _clip_estimates_usd([scene.duration_s for scenes, _ in batches for scene in scenes])
+    estimates = []
+    for scenes, skipped_locked in batches:
+        mine, costs = costs[: len(scenes)], costs[len(scenes) :]
+        estimates.append(
+            Estimate(
+                scenes=len(scenes),
+                seconds=sum(scene.duration_s for scene in scenes),
+                cost_usd=None if any(c is None for c in mine) else sum(mine, Decimal(0)),
+                spent_usd=spent_usd,
+                reserved_usd=reserved_usd,
+                budget_usd=drama.budget_usd,
+                skipped_locked=skipped_locked,
+            )
+        )
+    return estimates
 
 
 def take_cost_usd(*, take_id: int) -> Decimal | None:
@@ -125,20 +149,32 @@ def take_cost_usd(*, take_id: int) -> Decimal | None:
 # --- Queueing --------------------------------------------------------------------------------
 
 
-def batch_scenes(*, scenes: Sequence[Scene]) -> tuple[list[Scene], int]:
+def with_batch_flags(scenes: QuerySet[Scene]) -> QuerySet[Scene]:
+    """The scenes, each with `batch_locked` (it has an approved take) and `batch_busy` (a take
+    of it is queued or rendering): what `batch_scenes` skips, read in the same query."""
+    takes = Take.objects.filter(scene=OuterRef("pk"))
+    return scenes.annotate(
+        batch_locked=Exists(takes.filter(locked=True)),
+        batch_busy=Exists(takes.filter(status__in=TAKE_ACTIVE)),
+    )
+
+
+def batch_scenes(*, scenes: Sequence[Scene], flagged: bool = False) -> tuple[list[Scene], int]:
     """The scenes a batch render should touch: not those with an approved (locked) take, nor
-    those already rendering. Returns (scenes, how many were skipped as approved)."""
-    ids = [scene.id for scene in scenes]
-    locked = set(
-        Take.objects.filter(scene_id__in=ids, locked=True).values_list("scene_id", flat=True)
-    )
-    busy = set(
-        Take.objects.filter(scene_id__in=ids, status__in=TAKE_ACTIVE).values_list(
-            "scene_id", flat=True
-        )
-    )
-    chosen = [scene for scene in scenes if scene.id not in locked | busy]
-    return chosen, sum(1 for scene in scenes if scene.id in locked)
+    those already rendering. Returns (scenes, how many were skipped as approved).
+
+    `flagged`: the scenes come from `with_batch_flags` (no query then)."""
+    if flagged:
+        flags = {scene.id: (scene.batch_locked, scene.batch_busy) for scene in scenes}
+    else:
+        ids = [scene.id for scene in scenes]
+        rows = with_batch_flags(Scene.objects.filter(id__in=ids))
+        flags = {
+            id_: (locked, busy)
+            for id_, locked, busy in rows.values_list("id", "batch_locked", "batch_busy")
+        }
+    chosen = [scene for scene in scenes if not any(flags.get(scene.id, (False, False)))]
+    return chosen, sum(1 for scene in scenes if flags.get(scene.id, (False, False))[0])
 
 
 @transaction.atomic

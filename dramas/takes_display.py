@@ -4,6 +4,8 @@ percentages of the frame, so the browser only places them."""
 
 from dataclasses import dataclass
 
+from django.db.models import OuterRef, Subquery
+
 from dramas.models import Frame, Scene, Take
 from studio.jobs.models import Job
 
@@ -66,10 +68,15 @@ def decorate_frames(take: Take) -> list[Frame]:
     return frames
 
 
-def attach_jobs(takes: list[Take]) -> list[Take]:
-    """Give each active take `live_job` (its job row: progress, attempts, last error)."""
+def attach_jobs(takes: list[Take], *, known: dict[int, Job] | None = None) -> list[Take]:
+    """Give each active take `live_job` (its job row: progress, attempts, last error).
+
+    `known`: job rows the caller has read already, by id (only the others are read)."""
     ids = [take.job_id for take in takes if take.job_id and take.active]
-    jobs = {job.id: job for job in Job.objects.filter(id__in=ids)}
+    jobs = {id_: known[id_] for id_ in ids if id_ in known} if known else {}
+    missing = [id_ for id_ in ids if id_ not in jobs]
+    if missing:
+        jobs.update((job.id, job) for job in Job.objects.filter(id__in=missing))
     for take in takes:
         take.live_job = jobs.get(take.job_id)
         take.threshold = take.scene.chapter.drama.consistency_threshold
@@ -78,12 +85,16 @@ def attach_jobs(takes: list[Take]) -> list[Take]:
 
 
 def latest_takes(scenes: list[Scene]) -> list[Scene]:
-    """Give each scene `latest_take` (approved one first, else the newest) for the tiles."""
-    by_scene: dict[int, Take] = {}
-    takes = Take.objects.filter(scene__in=scenes).select_related("scene__chapter__drama")
-    for take in takes.order_by("-locked", "-number"):
-        by_scene.setdefault(take.scene_id, take)
-    attach_jobs(list(by_scene.values()))
+    """Give each scene `latest_take` (approved one first, else the newest) for the tiles.
+
+    One query reads only those takes (not every attempt of every scene). The jobs of the ones
+    still rendering are usually the scenes' `live_job` already (`live.attach_scene_jobs`);
+    any other is read with one more query."""
+    latest = Take.objects.filter(scene=OuterRef("scene")).order_by("-locked", "-number")
+    takes = Take.objects.filter(scene__in=scenes, id=Subquery(latest.values("id")[:1]))
+    by_scene = {take.scene_id: take for take in takes.select_related("scene__chapter__drama")}
+    shown = (getattr(scene, "live_job", None) for scene in scenes)
+    attach_jobs(list(by_scene.values()), known={job.id: job for job in shown if job})
     for scene in scenes:
         scene.latest_take = by_scene.get(scene.id)
     return scenes

@@ -164,3 +164,35 @@ def create_usage(
         created_at=created_at or timezone.now(),
         **fields,
     )
+
+
+def create_board(*, owner=None, scenes: int) -> dict:
+    """A drama (owned by `owner`) with one chapter of `scenes` scenes and three takes each, in
+    every state the board shows: frames, reviews, approvals, jobs, failures, booked usage. The
+    data of `manage.py bench page`, inserted in bulk. Returns the drama, chapter and counts."""
+    from dramas.bench import build_board
+
+    return build_board(owner=owner or create_user(), scenes=scenes)
+
+
+def create_rendered_scene(*, chapter, characters=(), last: str = "done", user=None, **fields):
+    """A scene with two dialog lines and three takes through the real services: a rejected
+    one, a finished one, and a last one that is `done`, `approved`, `rendering` (queued with
+    its render job), `failed` or `none` (only two takes)."""
+    from dramas import takes as take_services
+
+    scene = create_scene(chapter=chapter, characters=characters, **fields)
+    for k in range(2):
+        create_line(scene=scene, speaker=characters[k % len(characters)] if characters else None)
+    user = user or chapter.drama.created_by
+    take_services.take_reject(take=create_take(scene=scene, score=40.0), user=user)
+    create_take(scene=scene, score=70.0)
+    if last in ("done", "approved"):
+        take = create_take(scene=scene, score=90.0)
+        if last == "approved":
+            take_services.take_approve(take=take, user=user)
+    elif last == "rendering":
+        take_services.take_enqueue(drama=chapter.drama, scenes=[scene], user=user)
+    elif last == "failed":
+        create_take(scene=scene, status="failed", score=None, error="Provider timed out.")
+    return scene

@@ -99,7 +99,7 @@ def test_it_decodes_a_rendered_clip_into_jpegs(tmp_path):
 
 
 async def test_a_silent_character_present_in_the_scene_is_seen_and_scored():
-    drama, chapter, cast = await sync_to_async(two_person_drama)(seconds=3.0)
+    drama, _chapter, cast = await sync_to_async(two_person_drama)(seconds=3.0)
     both = cast["first"]  # Marcus speaks; Ada is present and says nothing
     await sync_to_async(both.characters.add)(cast["ada"])
     (take,) = await sync_to_async(take_enqueue)(drama=drama, scenes=[both])

@@ -72,7 +72,9 @@ def drama_board(request, drama):
         selected = chapters[0]
     scenes = []
     if selected is not None:
-        scenes = list(selected.scenes.prefetch_related("characters", "lines__speaker"))
+        scenes = list(
+            selected.scenes.annotate(line_count=Count("lines")).prefetch_related("characters")
+        )
     characters = drama.characters.annotate(
         reference_count=Count("references"),
         good_count=Count("references", filter=Q(references__quality="good")),

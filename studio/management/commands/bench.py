@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "queue": "studio.jobs.bench:queue",
     "fanout": "studio.fanout_bench:fanout",
     "costs": "studio.costs_bench:costs",
+    "page": "dramas.bench:page",
 }
 
 
