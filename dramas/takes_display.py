@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Subquery
 
-from dramas.models import Frame, Scene, Take
+from dramas.models import Frame, Scene, Take, Verdict
 from studio.jobs.models import Job
 
 
@@ -80,7 +80,11 @@ def attach_jobs(takes: list[Take], *, known: dict[int, Job] | None = None) -> li
     for take in takes:
         take.live_job = jobs.get(take.job_id)
         take.threshold = take.scene.chapter.drama.consistency_threshold
-        take.colour = score_colour(take.score, take.threshold)
+        # A take rejected because a character never appeared can have a high score: the
+        # verdict, not the score, decides its colour.
+        rejected = take.verdict == Verdict.REJECT
+        take.colour = "red" if rejected else score_colour(take.score, take.threshold)
+        take.never_found = take.consistency.get("unseen", []) if rejected else []
     return takes
 
 

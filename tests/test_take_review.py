@@ -1,5 +1,6 @@
 """Reviewing takes: who may do what, every action recorded, approved takes locked."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -209,3 +210,15 @@ def test_it_lets_producers_turn_on_auto_regenerate(world, producer_client):
     assert response.status_code == 302
     drama.refresh_from_db()
     assert drama.auto_regenerate and drama.max_attempts == 4
+
+
+def test_a_take_rejected_for_a_missing_character_is_red_whatever_its_score(world, producer_client):
+    take = create_take(scene=world["scene"], score=91.0)
+    Take.objects.filter(id=take.id).update(verdict="reject", consistency={"unseen": ["Ada"]})
+
+    page = producer_client.get(url("take_review", world, take_id=take.id)).content.decode()
+
+    badge = re.search(r'<span class="badge (\w+)" title="([^"]*)">Inconsistent · 91', page)
+    assert badge, "no verdict badge"
+    assert badge.group(1) == "red"
+    assert "never found: Ada" in badge.group(2)
