@@ -26,6 +26,7 @@ QUEUE = "dramas/queue.html"
 BOARD = "dramas/board.html"
 EDITOR = "dramas/chapter_editor.html"
 TAKES = "dramas/take_parts.html"
+FORMS = "dramas/scene_takes.html"
 TAKES_SHOWN = 60  # the scene and take pages follow this many of the scene's takes
 
 
@@ -50,15 +51,8 @@ def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
     """The tiles' takes and jobs, the queue summary and the render buttons' estimates, in a
     number of queries that does not grow with the drama (tests/test_board_page.py)."""
     scenes = latest_takes(attach_scene_jobs(drama=drama, scenes=scenes))
-    # Every scene of the drama with what a batch skips; the chapter's are among them.
-    everything = list(take_services.with_batch_flags(Scene.objects.filter(chapter__drama=drama)))
-    shown = {scene.id for scene in scenes}
-    chapter_batch = take_services.batch_scenes(
-        scenes=[scene for scene in everything if scene.id in shown], flagged=True
-    )
-    drama_batch = take_services.batch_scenes(scenes=everything, flagged=True)
-    chapter_estimate, drama_estimate = take_services.takes_estimates(
-        drama=drama, batches=[chapter_batch, drama_batch]
+    chapter_estimate, drama_estimate = render_estimates(
+        drama=drama, chapter_scene_ids={scene.id for scene in scenes}
     )
     return {
         "summary": selectors.queue_summary(drama_id=drama.id),
@@ -68,6 +62,33 @@ def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
         "chapter_estimate": chapter_estimate,
         "drama_estimate": drama_estimate,
     }
+
+
+def render_estimates(*, drama: Drama, chapter_scene_ids: set[int]):
+    """What "Render chapter" and "Render drama" would queue and cost (approved and running
+    scenes skipped): one pass over the drama's scenes, one price lookup."""
+    # Every scene of the drama with what a batch skips; the chapter's are among them.
+    everything = list(take_services.with_batch_flags(Scene.objects.filter(chapter__drama=drama)))
+    chapter_batch = take_services.batch_scenes(
+        scenes=[scene for scene in everything if scene.id in chapter_scene_ids], flagged=True
+    )
+    drama_batch = take_services.batch_scenes(scenes=everything, flagged=True)
+    return take_services.takes_estimates(drama=drama, batches=[chapter_batch, drama_batch])
+
+
+def _render_actions(*, drama: Drama, chapter_id: int | None) -> str:
+    """The board's render buttons: enabled again (with a fresh estimate) when renders finish."""
+    scene_ids = set(
+        Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id).values_list(
+            "id", flat=True
+        )
+    )
+    chapter_estimate, drama_estimate = render_estimates(drama=drama, chapter_scene_ids=scene_ids)
+    fragments = _oob(FORMS, "render-action", {"scope": "drama", "estimate": drama_estimate})
+    if chapter_id is not None:
+        context = {"scope": "chapter", "estimate": chapter_estimate}
+        fragments += _oob(FORMS, "render-action", context)
+    return fragments
 
 
 def _takes(*, drama: Drama, scene_id: int | None) -> str:
@@ -113,9 +134,12 @@ def snapshot(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
         context = queue_context(drama=drama, can_edit=can_edit)
         return _oob(QUEUE, "queue-controls", context) + _oob(QUEUE, "queue-sections", context)
     summary = selectors.queue_summary(drama_id=drama_id)
-    return _oob(QUEUE, "queue-summary", {"drama": drama, "summary": summary}) + _scene_bars(
+    fragments = _oob(QUEUE, "queue-summary", {"drama": drama, "summary": summary}) + _scene_bars(
         drama=drama, chapter_id=chapter_id, scene_ids=None
     )
+    if can_edit:
+        fragments += _render_actions(drama=drama, chapter_id=chapter_id)
+    return fragments
 
 
 def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool, ids) -> str:

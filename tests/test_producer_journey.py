@@ -161,8 +161,10 @@ def test_a_new_producer_goes_from_an_empty_account_to_reviewed_takes(studio, pag
     expect(tiles).to_have_count(written)
     expect(tiles.locator(".badge", has_text="Not rendered")).to_have_count(written)
     wait_for_live(page)
-    page.get_by_role("button", name=re.compile(r"^Render chapter · ")).click()
+    render_chapter = page.get_by_role("button", name=re.compile(r"^Render chapter · "))
+    render_chapter.click()
     expect(page.locator(".message.success")).to_contain_text(f"Queued {written} renders")
+    expect(render_chapter).to_be_disabled()  # every scene is rendering: nothing left to queue
     wait_for_live(page)
     mark_window(page)
     # A bar moves past 0 %, then further, without a reload; the take statuses follow.
@@ -185,6 +187,7 @@ def test_a_new_producer_goes_from_an_empty_account_to_reviewed_takes(studio, pag
     expect(verdicts).to_have_count(written)
     expect(tiles.locator(".take-thumb img")).to_have_count(written)
     expect(tiles.locator(".take-status [role=progressbar]")).to_have_count(0)
+    expect(render_chapter).to_be_enabled()  # the live update gave the buttons back
     assert_not_reloaded(page)
     step(page, "07-render-done")
     labels = verdicts.all_inner_texts()
