@@ -96,9 +96,9 @@ def test_a_producer_watches_a_chapter_being_written_then_restores_the_old_one(st
     expect(live).to_contain_text("gpt-4.1")
     assert_not_reloaded(page)
 
-    # The new script, edited by hand.
-    live.get_by_role("link", name="Show the new script").click()
+    # The new script replaces the old one in place, then is edited by hand.
     expect(first_scene).not_to_have_text(original)
+    assert_not_reloaded(page)
     page.get_by_role("link", name="Edit title").click()
     page.get_by_label("Title", exact=True).fill("Written by the machine, titled by me")
     page.get_by_role("button", name="Save").first.click()

@@ -139,15 +139,17 @@ def test_a_new_producer_goes_from_an_empty_account_to_reviewed_takes(studio, pag
     expect(generate).to_contain_text("free")
     generate.click()
     expect(page.get_by_text("Writing chapter 1: watch it appear here.")).to_be_visible()
+    mark_window(page)
     live = page.locator("#generation-live")
     expect(live.locator(".badge", has_text="Written")).to_be_visible()
     expect(live).to_contain_text("offline-draft")
     written = int(re.search(r"\((\d+) scenes?\)", live.inner_text()).group(1))
     assert written >= 4, live.inner_text()
-    live.get_by_role("link", name="Show the new script").click()
+    # The new scenes and the header's counts arrive in place, without a reload.
     cards = page.locator("#scene-list article.scene-card")
     expect(cards).to_have_count(written)
     expect(page.locator("#chapter-header")).to_contain_text(f"{written} scenes")
+    assert_not_reloaded(page)
     # The writer cast the registered characters and gave them lines.
     expect(cards.locator(".chip", has_text="Grace Mercer").first).to_be_visible()
     expect(cards.locator(".chip", has_text="Marcus Hale").first).to_be_visible()

@@ -177,3 +177,19 @@
     }
   });
 })();
+
+// Chapter editor: when the writer finishes while the page is open, the new scenes and the
+// header's counts are fetched in place (the producer's own session and CSRF token; no reload).
+(function () {
+  "use strict";
+
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    const written = document.querySelector("#generation-live .generation-result[data-written]");
+    const panel = document.getElementById("scenes-panel");
+    if (!written || !panel || panel.dataset.writtenSeen === written.dataset.written) return;
+    panel.dataset.writtenSeen = written.dataset.written;
+    const url = window.location.pathname;
+    htmx.ajax("GET", url, { target: "#scenes-panel", select: "#scenes-panel", swap: "outerHTML" });
+    htmx.ajax("GET", url, { target: "#chapter-header", select: "#chapter-header", swap: "outerHTML" });
+  });
+})();
