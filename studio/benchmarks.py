@@ -16,15 +16,18 @@ from django.db import connection
 def scratch_database():
     """Point the default connection at a new, migrated database for the duration."""
     old_name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test.get("NAME")
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as folder:
         if connection.vendor == "sqlite":
-            test = connection.settings_dict.setdefault("TEST", {})
             test["NAME"] = str(Path(folder) / "bench.sqlite3")
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        # Not serialized: nothing restores this database's contents, it is dropped.
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
         try:
             yield connection.vendor
         finally:
             connection.creation.destroy_test_db(old_name, verbosity=0)
+            test["NAME"] = old_test_name
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -109,15 +109,11 @@ def test_it_shows_each_scene_its_approved_take_else_its_newest():
 
 def test_it_runs_the_page_benchmark_quickly(django_db_setup, django_db_blocker):
     out = StringIO()
-    test_settings = connection.settings_dict.setdefault("TEST", {})
-    test_name = test_settings.get("NAME")
-    # The benchmark makes and drops its own scratch database, outside any test transaction
-    # (and leaves its own name in TEST: put the test database's back).
-    try:
-        with django_db_blocker.unblock():
-            call_command("bench", "page", "--quick", "--json", stdout=out)
-    finally:
-        test_settings["NAME"] = test_name
+    test_name = connection.settings_dict["TEST"].get("NAME")
+    # The benchmark makes and drops its own scratch database, outside any test transaction.
+    with django_db_blocker.unblock():
+        call_command("bench", "page", "--quick", "--json", stdout=out)
+    assert connection.settings_dict["TEST"].get("NAME") == test_name  # put back
 
     figures = json.loads(out.getvalue().strip().splitlines()[-1])
     assert figures["baseline_scenes"] == 5 and figures["baseline_takes"] == 15
