@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, QuerySet, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from dramas.models import (
@@ -76,8 +76,19 @@ class Estimate:
 
 def drama_spent_usd(*, drama_id: int) -> Decimal:
     """What the usage ledger has booked to the drama (unknown costs count as nothing)."""
-    total = UsageRecord.objects.filter(drama_id=drama_id).aggregate(total=Sum("cost_usd"))
-    return total["total"] or Decimal(0)
+    return dramas_spent_usd(drama_ids=[drama_id])[drama_id][0]
+
+
+def dramas_spent_usd(*, drama_ids: Sequence[int]) -> dict[int, tuple[Decimal, int]]:
+    """Per drama: the booked spend and the number of calls booked without a price, in one
+    query (the dashboard's cards); the budget gate reads the same sum."""
+    rows = (
+        UsageRecord.objects.filter(drama_id__in=drama_ids)
+        .values("drama_id")
+        .annotate(total=Sum("cost_usd"), unpriced=Count("id", filter=Q(cost_usd__isnull=True)))
+    )
+    found = {row["drama_id"]: (row["total"] or Decimal(0), row["unpriced"]) for row in rows}
+    return {drama_id: found.get(drama_id, (Decimal(0), 0)) for drama_id in drama_ids}
 
 
 def drama_reserved_usd(*, drama_id: int, exclude_take_id: int | None = None) -> Decimal:

@@ -60,6 +60,29 @@ def test_it_counts_chapters_scenes_and_characters_on_cards(drama, producer_clien
     assert "1 chapter" in page.text and "2 scenes" in page.text and "1 character" in page.text
 
 
+def test_the_dashboard_reads_every_card_in_as_many_queries_for_20_dramas_as_for_2(
+    producer, producer_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from studio.models import UsageRecord
+
+    counts = {}
+    for total in (2, 20):
+        while Drama.objects.filter(created_by=producer).count() < total:
+            drama = create_drama(owner=producer, budget_usd=Decimal("10"))
+            UsageRecord.objects.create(provider="p", operation="x", drama_id=drama.id, cost_usd=2)
+            UsageRecord.objects.create(provider="p", operation="x", drama_id=drama.id)
+        with CaptureQueriesContext(connection) as captured:
+            page = producer_client.get(reverse("dashboard"))
+        counts[total] = len(captured)
+        # Each card's spend bar: $2 booked of $10, one call without a price.
+        assert page.text.count("$2.00 of $10.00") == total
+        assert page.text.count("+ 1 call without a price") == total
+    assert counts[20] == counts[2], counts
+
+
 def test_it_makes_the_creator_the_producer(producer, producer_client):
     response = producer_client.post(reverse("drama_create"), drama_form())
     drama = Drama.objects.get()

@@ -9,7 +9,9 @@ register = template.Library()
 
 @register.inclusion_tag("dramas/spend_bar.html")
 def spend_bar(drama) -> dict:
-    return {"spend": drama_spend(drama=drama)}
+    # A page listing many dramas reads their spend at once and hands it over as `drama.spend`.
+    spend = getattr(drama, "spend", None)
+    return {"spend": spend if spend is not None else drama_spend(drama=drama)}
 
 
 @register.filter

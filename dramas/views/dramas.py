@@ -7,6 +7,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from characters.models import ReferenceImage
 from dramas import live, services
+from dramas.costs import dramas_spend
 from dramas.forms import DramaForm, MemberForm
 from dramas.models import Drama, Membership, Role
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
@@ -25,6 +26,11 @@ def dashboard(request):
     )
     roles = dict(Membership.objects.filter(user=request.user).values_list("drama_id", "role"))
     cards = [(drama, Role(roles[drama.id])) for drama in dramas]
+    # Producers see each drama's spend bar: one query for all the cards.
+    produced = [drama for drama, role in cards if role == Role.PRODUCER]
+    spends = dramas_spend(dramas=produced)
+    for drama in produced:
+        drama.spend = spends[drama.id]
     return render(request, "dramas/dashboard.html", {"cards": cards})
 
 
