@@ -37,6 +37,8 @@ STEPS = ("prompt", "preflight", "submit", "poll", "download", "lipsync", "frames
 PROGRESS = {"submit": 0.05, "poll": 0.65, "download": 0.7, "lipsync": 0.72, "frames": 0.8}
 LIPSYNC_OFF = "Skipped: no lip-sync provider is configured (set LIPSYNC_BASE_URL)."
 TITLE_CARD = "Title card of the offline animatic: not a shot, not scored."
+# Longest pause for an open breaker inside one step before the job engine takes over.
+BREAKER_WAIT_S = 60.0
 LIPSYNC_NO_AUDIO = "Skipped: lip sync needs a voice track, and this studio makes none yet."
 
 
@@ -63,7 +65,10 @@ class TakeRun:
 
     async def run(self) -> dict:
         checkpoint = self.ctx.checkpoint if isinstance(self.ctx.checkpoint, dict) else {}
-        start = STEPS.index(checkpoint.get("step", STEPS[0]))
+        step = checkpoint.get("step", STEPS[0])
+        # "done": the worker died after the last step's checkpoint, before `finish` marked the
+        # take done; only `finish` is left to run.
+        start = len(STEPS) if step == "done" else STEPS.index(step)
         with usage_scope(drama_id=self.info.drama_id, take_id=self.take_id):
             for index in range(start, len(STEPS)):
                 if self.ctx.stopping:
@@ -72,6 +77,23 @@ class TakeRun:
                 following = STEPS[index + 1] if index + 1 < len(STEPS) else "done"
                 await self.ctx.save_checkpoint({"step": following})
         return await self.finish()
+
+    async def held(self, call, handle: JobHandle):
+        """A call about a vendor job the take already holds. An open breaker pauses it here
+        (polling holds the worker slot anyway) rather than costing a job attempt each time it
+        opens: under a flaky vendor it opens often. After BREAKER_WAIT_S the job engine's
+        retries ("waiting for provider") take over."""
+        waited = 0.0
+        while True:
+            try:
+                return await call(handle)
+            except CircuitOpen as error:
+                wait = min(max(error.retry_after_s or 0.0, 0.1), 5.0)
+                if waited + wait > BREAKER_WAIT_S:
+                    raise
+                await self.set(note=f"Waiting for {self.video.name}: it is failing")
+                await asyncio.sleep(wait)
+                waited += wait
 
     # --- steps ------------------------------------------------------------------------------
     async def prompt(self) -> None:
@@ -109,7 +131,7 @@ class TakeRun:
         handle = JobHandle.from_json(info.remote_handle)
         low, high = PROGRESS["submit"], PROGRESS["poll"]
         while True:
-            status = await self.video.poll(handle)
+            status = await self.held(self.video.poll, handle)
             if status.state is JobState.SUCCEEDED:
                 break
             if status.state is JobState.FAILED and status.vendor_status == "lost":
@@ -134,7 +156,8 @@ class TakeRun:
 
     async def download(self) -> None:
         info = await _db(db.load)(take_id=self.take_id)
-        data = await self.video.fetch(JobHandle.from_json(info.remote_handle))
+        handle = JobHandle.from_json(info.remote_handle)
+        data = await self.held(self.video.fetch, handle)
         await _db(db.save_video)(take_id=self.take_id, data=data)
         await self.progress(PROGRESS["download"], f"Downloaded {len(data) // 1024} KB")
 

@@ -85,10 +85,22 @@ class UsageRecord(models.Model):
     ok = models.BooleanField(default=True)
     error = models.CharField(max_length=500, blank=True)
     request_id = models.CharField(max_length=200, blank=True, db_index=True)
+    once_per_request = models.BooleanField(
+        default=False, help_text="Bills a whole remote job: at most one such row per request id."
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # The database, not a check before the insert, keeps two workers that see the same
+            # job finished at once from billing it twice.
+            models.UniqueConstraint(
+                fields=["provider", "operation", "request_id"],
+                condition=models.Q(once_per_request=True),
+                name="one_bill_per_request",
+            )
+        ]
 
     def __str__(self) -> str:
         state = "ok" if self.ok else "failed"

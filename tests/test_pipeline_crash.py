@@ -1,125 +1,78 @@
 """A real `studio_worker` killed with SIGKILL between submit and download: the next worker
 polls the stored handle, and the vendor (the simulator, in its own process) sees one
-submission for the take."""
+submission for the take. Plus a take whose worker died after its last checkpoint.
+(tests/test_render_crash_batch.py kills a worker 20 times over 200 takes.)"""
 
 import json
-import os
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
 
-REPO = Path(__file__).resolve().parent.parent
-
-SETUP = """
-import django
-django.setup()
-from django.core.management import call_command
-call_command("migrate", verbosity=0)
+from dramas.models import Take, TakeStatus
 from dramas.takes import take_enqueue
-from tests.render_support import two_person_drama
-drama, chapter, cast = two_person_drama(seconds=2)
-take_enqueue(drama=drama, scenes=[cast["first"]])
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def take_row(db: Path) -> dict:
-    with sqlite3.connect(db) as connection:
-        connection.row_factory = sqlite3.Row
-        row = connection.execute(
-            "SELECT id, status, remote_handle, idempotency_key, job_id FROM dramas_take"
-        ).fetchone()
-        return dict(row) if row else {}
-
-
-def wait_until(check, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+from studio.jobs.models import Job
+from tests.render_batch_support import Studio, kill_hard, stop_gently, wait_until
+from tests.render_support import offline_video, running, two_person_drama
+from tests.render_support import wait_for as wait_for_async
 
 
 @pytest.fixture
-def world(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'studio.sqlite3'}",
-        STUDIO_VAR_DIR=str(tmp_path / "var"),
-        DJANGO_SETTINGS_MODULE="studio.settings",
-        VIDEO_BASE_URL=f"http://127.0.0.1:{port}/v1",
-        VIDEO_PROVIDER="openai",
-        VIDEO_DURATIONS="2",
-        VIDEO_POLL_S="0.1",
-        PYTHONUNBUFFERED="1",
-    )
-    processes = []
-
-    def start(*command: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", *command],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(process)
-        return process
-
-    start("provider_sim", "--port", str(port), "--job-s", "4")
-    subprocess.run([sys.executable, "-c", SETUP], cwd=REPO, env=env, check=True, timeout=60)
-    yield {"db": tmp_path / "studio.sqlite3", "start": start, "sim": f"http://127.0.0.1:{port}"}
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+def studio(tmp_path):
+    studio = Studio(tmp_path, VIDEO_DURATIONS="2", VIDEO_POLL_S="0.1")
+    studio.start_sim("--job-s", "4")
+    studio.setup_takes(takes=1, seconds=2)
+    try:
+        yield studio
+    finally:
+        studio.close()
 
 
-def test_it_resumes_polling_after_a_kill_and_never_submits_twice(world):
-    first = world["start"]("studio_worker", "--concurrency", "2", "--lease", "1")
+def take_row(studio: Studio) -> dict:
+    [take] = studio.takes()
+    return take
+
+
+def test_it_resumes_polling_after_a_kill_and_never_submits_twice(studio):
+    first = studio.start_worker("--concurrency", "2", "--lease", "1")
     submitted = wait_until(
-        lambda: (row := take_row(world["db"])) and row["remote_handle"] and row,
+        lambda: (row := take_row(studio))["remote_handle"] and row,
         timeout=60,
         what="the take to be submitted",
     )
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
-    assert take_row(world["db"])["status"] == "rendering"  # killed before the download
+    kill_hard(first)
+    assert take_row(studio)["status"] == "rendering"  # killed before the download
 
-    second = world["start"]("studio_worker", "--concurrency", "2", "--lease", "1")
+    second = studio.start_worker("--concurrency", "2", "--lease", "1")
     done = wait_until(
-        lambda: (row := take_row(world["db"]))["status"] in ("done", "failed") and row,
+        lambda: (row := take_row(studio))["status"] in ("done", "failed") and row,
         timeout=60,
         what="the take to finish after the restart",
     )
-    second.send_signal(signal.SIGTERM)
-    second.wait(timeout=15)
+    stop_gently(second, timeout=15)
 
     assert done["status"] == "done"
     assert done["remote_handle"] == submitted["remote_handle"]  # the same vendor job
-    with urllib.request.urlopen(f"{world['sim']}/_sim/stats") as response:
-        stats = json.load(response)
-    assert stats["submissions"] == {submitted["idempotency_key"]: 1}
-    with sqlite3.connect(world["db"]) as connection:
-        attempts, checkpoint = connection.execute(
-            "SELECT attempts, checkpoint FROM jobs_job WHERE id = ?", (done["job_id"],)
-        ).fetchone()
-        frames = connection.execute(
-            "SELECT COUNT(*) FROM dramas_frame WHERE take_id = ?", (done["id"],)
-        ).fetchone()[0]
-    assert attempts == 2 and json.loads(checkpoint) == {"step": "done"}
-    assert frames == 5
+    assert studio.stats()["submissions"] == {submitted["idempotency_key"]: 1}
+    assert done["attempts"] == 2 and json.loads(done["checkpoint"]) == {"step": "done"}
+    [frames] = studio.query("SELECT COUNT(*) AS n FROM dramas_frame WHERE take_id = ?", done["id"])
+    assert frames["n"] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_finishes_a_take_whose_worker_died_after_the_last_checkpoint(settings, tmp_path):
+    """Killed between the checkpoint "done" and `finish`: the next attempt only finishes (it
+    once failed every attempt with "tuple.index(x): x not in tuple" and left the take
+    "scoring")."""
+    offline_video(settings, tmp_path)
+    drama, _chapter, cast = await sync_to_async(two_person_drama)(seconds=1)
+    [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+    await Take.objects.filter(id=take.id).aupdate(status=TakeStatus.SCORING)
+    await Job.objects.filter(id=take.job_id).aupdate(checkpoint={"step": "done"})
+
+    async with running():
+        take = await wait_for_async(
+            lambda: Take.objects.filter(id=take.id, status=TakeStatus.DONE).afirst(), timeout=30
+        )
+
+    job = await Job.objects.aget(id=take.job_id)
+    assert (job.status, job.attempts) == ("succeeded", 1), job.last_error

@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from studio.models import Price, UsageRecord
+from studio.providers import ledger
 from studio.providers.base import Usage, VideoRequest
 from studio.providers.ledger import (
     DbLedger,
@@ -193,6 +194,38 @@ def test_it_bills_a_finished_video_once_however_often_it_is_polled():
     [billed] = UsageRecord.objects.filter(operation="video.generate")
     assert billed.units == 8 and billed.cost_usd == Decimal("0.8")
     assert UsageRecord.objects.filter(operation="video.poll").count() >= 3
+
+
+@pytest.mark.django_db
+def test_it_bills_a_finished_video_once_when_two_workers_race(monkeypatch):
+    def finished(latency_ms: int) -> UsageEntry:
+        return UsageEntry(
+            provider="openai",
+            model="sora-2",
+            kind="video",
+            operation="video.generate",
+            units=2.0,
+            latency_ms=latency_ms,
+            request_id="video_race",
+            take_id=9,
+            once_per_request=True,
+        )
+
+    real_price_at = ledger.price_at
+
+    def price_at_while_the_other_worker_books(**kwargs):
+        # Both workers have passed the "already billed?" check; the other one inserts first.
+        monkeypatch.setattr(ledger, "price_at", real_price_at)
+        assert record_usage(finished(latency_ms=1)) is not None
+        return real_price_at(**kwargs)
+
+    monkeypatch.setattr(ledger, "price_at", price_at_while_the_other_worker_books)
+    assert record_usage(finished(latency_ms=2)) is None  # a no-op, not an IntegrityError
+    [billed] = UsageRecord.objects.filter(operation="video.generate")
+    assert (billed.latency_ms, billed.units, billed.cost_usd) == (1, 2, Decimal("0.2"))
+    # The failed insert ran in a savepoint: the surrounding transaction still works.
+    assert record_usage(finished(latency_ms=3)) is None
+    assert UsageRecord.objects.filter(request_id="video_race").count() == 1
 
 
 @pytest.mark.django_db

@@ -119,18 +119,21 @@ def price_at(*, provider: str, model: str, kind: str, when: datetime.date):
 def record_usage(entry: UsageEntry):
     """Price and save one entry (sync; call from a thread in async code). Returns the record,
     or None for a `once_per_request` entry already booked."""
+    from django.db import IntegrityError, transaction
     from django.utils import timezone
 
     from studio.models import UsageRecord
 
     now = timezone.now()
     units = entry.units
-    if entry.once_per_request and entry.request_id:
-        already = UsageRecord.objects.filter(
-            provider=entry.provider, operation=entry.operation, request_id=entry.request_id
-        ).exists()
-        if already:
-            return None  # billed when it was first seen finished
+    once = entry.once_per_request and bool(entry.request_id)
+    key = dict(
+        provider=entry.provider[:50],
+        operation=entry.operation[:50],
+        request_id=entry.request_id[:200],
+    )
+    if once and UsageRecord.objects.filter(once_per_request=True, **key).exists():
+        return None  # billed when it was first seen finished
     price = price_at(provider=entry.provider, model=entry.model, kind=entry.kind, when=now.date())
     cost = cost_usd(price=price, usage=entry.usage, units=units) if price else None
     if cost is None:
@@ -142,10 +145,9 @@ def record_usage(entry: UsageEntry):
             entry.model,
             now.date().isoformat(),
         )
-    return UsageRecord.objects.create(
-        provider=entry.provider[:50],
+    fields = dict(
+        **key,
         model=entry.model[:100],
-        operation=entry.operation[:50],
         drama_id=entry.drama_id,
         take_id=entry.take_id,
         input_tokens=entry.usage.input_tokens,
@@ -158,9 +160,20 @@ def record_usage(entry: UsageEntry):
         ttft_ms=entry.ttft_ms,
         ok=entry.ok,
         error=entry.error[:500],
-        request_id=entry.request_id[:200],
+        once_per_request=once,
         created_at=now,
     )
+    if not once:
+        return UsageRecord.objects.create(**fields)
+    try:
+        # A savepoint: on PostgreSQL a failed insert would otherwise break the caller's
+        # transaction.
+        with transaction.atomic():
+            return UsageRecord.objects.create(**fields)
+    except IntegrityError:
+        # Another worker booked the same finished job between our check and this insert: the
+        # unique constraint kept it to one bill.
+        return None
 
 
 class DbLedger:
