@@ -5,16 +5,20 @@
     -> score (every frame against the scene's characters) -> verdict (worst frame) -> done
 
 A restarted worker starts at the last checkpoint: after `submit` it polls the stored handle,
-so a take is never submitted twice. Decoding and face scoring run in the process pool. An open
-circuit breaker parks the take as "waiting for provider" and the job engine retries it after
-the breaker's own delay, instead of failing it.
+so a take never makes a second vendor job (a POST cut off before its handle was saved is sent
+again with the same idempotency key, and the vendor answers with the same job). Decoding and
+face scoring run in the process pool. An open circuit breaker parks the take as "waiting for
+provider": the job is deferred past the breaker's delay without spending an attempt, for up to
+PROVIDER_OUTAGE_MAX_S in a row, then the take fails saying so.
 """
 
 import asyncio
 import logging
 import tempfile
+import time
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from characters.consistency import score_frame
 from dramas import pipeline_db as db
@@ -53,6 +57,7 @@ class TakeRun:
         self.take_id = info.take_id
         self.video = registry.video()
         self._last_saved = -1.0
+        self.step = STEPS[0]
 
     async def set(self, **fields) -> None:
         await _db(take_set)(take_id=self.take_id, **fields)
@@ -73,10 +78,35 @@ class TakeRun:
             for index in range(start, len(STEPS)):
                 if self.ctx.stopping:
                     raise Release()  # resume from this checkpoint on the next worker
+                self.step = STEPS[index]
                 await getattr(self, STEPS[index])()
                 following = STEPS[index + 1] if index + 1 < len(STEPS) else "done"
                 await self.ctx.save_checkpoint({"step": following})
         return await self.finish()
+
+    async def wait_for_provider(self, error: CircuitOpen) -> None:
+        """The vendor's breaker is open: that is the vendor's state, not this take's fault, so
+        the job is deferred until the breaker lets calls through again, without spending one
+        of the take's attempts. After PROVIDER_OUTAGE_MAX_S of waiting in a row (at the same
+        step) the take fails, saying why."""
+        checkpoint = self.ctx.checkpoint if isinstance(self.ctx.checkpoint, dict) else {}
+        now = time.time()
+        since = checkpoint.get("waiting_since") if checkpoint.get("step") == self.step else None
+        since = since or now
+        waited, limit = now - since, settings.PROVIDER_OUTAGE_MAX_S
+        name = self.video.name
+        if waited >= limit:
+            text = (
+                f"{name} kept failing for {waited / 60:.0f} min (its circuit breaker stayed "
+                f"open), so the take was given up. Last: {error}"
+            )
+            await self.set(status=TakeStatus.FAILED, error=text, note="Provider unavailable")
+            raise PermanentError(text) from error
+        wait = min(max(error.retry_after_s or 1.0, 1.0), limit - waited)
+        await self.ctx.save_checkpoint({"step": self.step, "waiting_since": since})
+        note = f"Waiting for {name}: it is failing, next try in {wait:.0f} s"
+        await self.set(status=TakeStatus.WAITING, note=note)
+        raise Release(note, after_s=wait) from error
 
     async def held(self, call, handle: JobHandle):
         """A call about a vendor job the take already holds. An open breaker pauses it here
@@ -265,15 +295,7 @@ async def take_render(ctx) -> dict:
     except (Release, LeaseLost):
         raise
     except CircuitOpen as error:
-        wait = error.retry_after_s or 0
-        if ctx.attempt >= ctx.max_attempts:
-            await run.set(status=TakeStatus.FAILED, error=f"{error}", note="Provider unavailable")
-        else:
-            await run.set(
-                status=TakeStatus.WAITING,
-                note=f"Waiting for {run.video.name}: it is failing, next try in {wait:.0f} s",
-            )
-        raise
+        await run.wait_for_provider(error)
     except Exception as error:
         text = str(error) or type(error).__name__
         if not getattr(error, "retryable", True) or ctx.attempt >= ctx.max_attempts:

@@ -284,6 +284,9 @@ PROVIDER_BREAKER = {
     "recovery_s": float(os.environ.get("PROVIDER_BREAKER_RECOVERY_S", 30)),
     "successes": int(os.environ.get("PROVIDER_BREAKER_SUCCESSES", 2)),
 }
+# How long a take waits, in a row, for a provider whose breaker stays open before it fails
+# (waiting spends none of its attempts: the outage is not the take's fault).
+PROVIDER_OUTAGE_MAX_S = float(os.environ.get("PROVIDER_OUTAGE_MAX_S", 6 * 3600))
 PROVIDER_RETRY = {
     "max_attempts": int(os.environ.get("PROVIDER_RETRY_ATTEMPTS", 4)),
     "base_s": float(os.environ.get("PROVIDER_RETRY_BASE_S", 0.5)),

@@ -88,6 +88,15 @@ async def steps(ctx):
     return start
 
 
+@registry.register("test.deferred")
+async def deferred(ctx):
+    """Waits on something outside the job (an open breaker) `defer` times, then succeeds."""
+    seen.setdefault(ctx.job_id, []).append(f"attempt {ctx.attempt} at {time.monotonic():.3f}")
+    if len(seen[ctx.job_id]) <= ctx.payload["defer"]:
+        raise registry.Release("Waiting for the vendor", after_s=ctx.payload["after_s"])
+    return "ok"
+
+
 @pytest.fixture(autouse=True)
 def clean_records():
     ran.clear()
@@ -233,6 +242,30 @@ async def test_it_retries_after_the_backoff_then_succeeds():
     starts = [float(line.split(" at ")[1]) for line in seen[queued.id]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert all(0.3 <= gap < 1.0 for gap in gaps), gaps  # Retry-After honoured, then prompt
+
+
+async def test_a_deferred_job_waits_its_delay_and_spends_no_attempt():
+    queued = await enqueue(
+        kind="test.deferred", payload={"defer": 7, "after_s": 0.2}, max_attempts=2, drama_id=1
+    )
+    async with running():
+        waiting = await wait_for(
+            lambda: (
+                Job.objects.filter(id=queued.id, status=JobStatus.QUEUED, attempts=0)
+                .exclude(progress_note="")
+                .afirst()
+            )
+        )
+        assert waiting.progress_note == "Waiting for the vendor"
+        await wait_for(all_finished)
+
+    done = await job(queued.id)
+    # Deferred seven times with only two attempts allowed: none of them was spent.
+    assert done.status == JobStatus.SUCCEEDED and done.attempts == 1
+    assert seen[queued.id][-1].startswith("attempt 1 at")
+    starts = [float(line.split(" at ")[1]) for line in seen[queued.id]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.2, gaps  # each try after its delay
 
 
 async def test_it_shows_the_retry_it_is_waiting_for():

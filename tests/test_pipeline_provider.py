@@ -172,3 +172,31 @@ async def test_it_regenerates_drifted_takes_up_to_the_attempt_limit(settings):
     assert first.note == "Below the threshold: take 2 queued with a new seed."
     assert second.note == "Not regenerated: 2 attempts is the drama's limit."
     assert sorted(stats["submissions"].values()) == [1, 1]
+
+
+async def test_an_outage_defers_the_take_without_spending_attempts_then_fails_it_saying_why(
+    settings,
+):
+    settings.PROVIDER_OUTAGE_MAX_S = 3.0
+    async with running_sim() as sim:
+        remote_video(settings, sim.url)
+        sim.queue_faults("video_create", *["5xx"] * 500)  # the vendor is down
+        drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
+        take = await render_one(drama, cast["first"])
+        waits = []
+        async with running():
+
+            async def done():
+                current = await Take.objects.aget(id=take.id)
+                if current.status == TakeStatus.WAITING:
+                    waits.append(current.note)
+                return None if current.active else current
+
+            take = await wait_for(done, timeout=30, step=0.05)
+
+    assert waits and waits[0].startswith("Waiting for openai: it is failing, next try in")
+    assert take.status == TakeStatus.FAILED
+    assert "kept failing" in take.error and "circuit breaker stayed open" in take.error
+    job = await Job.objects.aget(id=take.job_id)
+    # The deferrals gave their attempts back: only calls that reached the vendor spent one.
+    assert job.status == "failed" and job.attempts < job.max_attempts, job.attempts

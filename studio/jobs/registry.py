@@ -38,7 +38,16 @@ class PermanentError(Exception):
 
 
 class Release(Exception):
-    """Raise from a handler that noticed `ctx.stopping`: requeue without spending an attempt."""
+    """Raise from a handler that noticed `ctx.stopping`: requeue without spending an attempt.
+
+    `after_s` > 0 defers the job instead: it waits for something outside it (a provider whose
+    circuit breaker is open), which is not a failure of its own, so no attempt is spent. The
+    handler bounds how long it lets itself be deferred; `note` says what it waits for."""
+
+    def __init__(self, note: str = "", *, after_s: float = 0.0) -> None:
+        super().__init__(note)
+        self.note = note
+        self.after_s = after_s
 
 
 class LeaseLost(Exception):

@@ -101,9 +101,10 @@ def _settle(*, owner: str, job: Claimed, outcome: Outcome, now: datetime) -> boo
         case "cancelled":
             changes = {"status": JobStatus.CANCELLED, "finished_at": now}
             changes |= {"last_error": outcome.error, "cancel_requested": False}
-        case "released":  # shutdown: not the job's fault, so the attempt is given back
-            changes = {"status": JobStatus.QUEUED, "run_after": now}
-            changes |= {"attempts": F("attempts") - 1, "progress_note": "Waiting for a worker"}
+        case "released":  # shutdown or deferred: not the job's fault, the attempt is given back
+            changes = {"status": JobStatus.QUEUED, "run_after": outcome.retry_at or now}
+            note = (outcome.error or "Waiting for a worker")[:200]
+            changes |= {"attempts": F("attempts") - 1, "progress_note": note}
         case _:  # lost: the row is no longer ours to write
             return False
     return ours.update(**changes, **free) == 1

@@ -320,8 +320,11 @@ class Worker:
                 "shutdown": Outcome("released"),
                 "lost": Outcome("lost"),
             }[reason]
-        except Release:
-            outcome = Outcome("released")
+        except Release as release:
+            retry_at = (
+                timezone.now() + timedelta(seconds=release.after_s) if release.after_s else None
+            )
+            outcome = Outcome("released", error=release.note, retry_at=retry_at)
         except LeaseLost:
             outcome = Outcome("lost")
         except Exception as error:
