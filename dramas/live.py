@@ -16,6 +16,7 @@ from dramas.models import Chapter, Drama, Scene
 from dramas.scripts import preview_of
 from dramas.takes import PRIORITIES, RENDER
 from dramas.takes_display import attach_jobs, latest_takes
+from studio.health import WORKER_STALE_AFTER_S
 from studio.jobs import selectors
 from studio.jobs.models import ACTIVE
 
@@ -36,6 +37,8 @@ def queue_context(*, drama: Drama, can_edit: bool) -> dict:
         "can_edit": can_edit,
         "summary": selectors.queue_summary(drama_id=drama.id),
         "sections": selectors.queue_sections(drama_id=drama.id),
+        # Whether anything will run the queue: workers anywhere, by their heartbeats.
+        "workers": selectors.workers(stale_after_s=WORKER_STALE_AFTER_S),
     }
 
 

@@ -6,7 +6,8 @@ traceback or credentials.
 
 Workers report themselves through `worker_heartbeat(name)` / `worker_gone(name)`. The registry
 is per process: it sees workers running inside this process (the embedded worker of
-`manage.py studio`). Until one has reported, the worker is "absent".
+`manage.py studio`). Without one, the workers' heartbeat rows (studio.jobs WorkerBeat) tell:
+separate `studio_worker` processes, on this machine or others. With neither, "absent".
 """
 
 import asyncio
@@ -37,13 +38,28 @@ def worker_gone(name: str) -> None:
     _workers.pop(name, None)
 
 
-def worker_state() -> str:
-    """ "absent" (none reported), "ok", or "stale: <names>" (heartbeats stopped)."""
-    if not _workers:
-        return "absent"
-    now = time.monotonic()
-    stale = sorted(name for name, beat in _workers.items() if now - beat > WORKER_STALE_AFTER_S)
-    return f"stale: {', '.join(stale)}" if stale else "ok"
+def worker_state() -> tuple[str, int | None]:
+    """("absent" | "ok" | "stale: ...", workers online in any process, None if unknown).
+
+    A worker in this process answers for itself; without one, the heartbeat rows of workers
+    elsewhere do (this reads the database)."""
+    from studio.jobs.selectors import workers
+
+    try:
+        seen = workers(stale_after_s=WORKER_STALE_AFTER_S)
+    except Exception:  # the database check reports the cause
+        seen = None
+    online = seen.online if seen is not None else None
+    if _workers:
+        now = time.monotonic()
+        late = WORKER_STALE_AFTER_S
+        stale = sorted(name for name, beat in _workers.items() if now - beat > late)
+        return (f"stale: {', '.join(stale)}" if stale else "ok"), online
+    if seen is None or not (seen.online or seen.stale):
+        return "absent", online
+    if seen.online:
+        return "ok", online
+    return f"stale: no worker heartbeat for {seen.last_seen_s:.0f} s", online
 
 
 def describe_error(error: BaseException) -> str:
@@ -91,6 +107,7 @@ class HealthReport:
     database: str
     channel_layer: str
     worker: str
+    workers: int | None = None  # online in any process (heartbeat rows)
 
     @property
     def healthy(self) -> bool:
@@ -108,13 +125,16 @@ class HealthReport:
             "status": self.status,
             "database": self.database,
             "worker": self.worker,
+            "workers": self.workers,
             "channel_layer": self.channel_layer,
         }
 
 
 async def health_check() -> HealthReport:
+    worker, workers = await sync_to_async(worker_state)()
     return HealthReport(
         database=await sync_to_async(check_database)(),
         channel_layer=await check_channel_layer(),
-        worker=worker_state(),
+        worker=worker,
+        workers=workers,
     )

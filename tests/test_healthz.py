@@ -45,6 +45,7 @@ def test_it_answers_ok_without_login(client):
         "status": "ok",
         "database": "ok",
         "worker": "absent",
+        "workers": 0,
         "channel_layer": "ok",
     }
     assert "no-cache" in response["Cache-Control"]
@@ -115,7 +116,40 @@ def test_it_forgets_a_worker_that_stopped():
     health.worker_heartbeat("embedded")
     health.worker_gone("embedded")
 
-    assert health.worker_state() == "absent"
+    assert health.worker_state() == ("absent", 0)
+
+
+def beat(owner: str, *, seconds_ago: float) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from studio.jobs.models import WorkerBeat
+
+    at = timezone.now() - timedelta(seconds=seconds_ago)
+    WorkerBeat.objects.create(owner=owner, name="w", concurrency=8, started_at=at, beat_at=at)
+
+
+def test_it_sees_workers_of_other_processes_by_their_heartbeats(client):
+    beat("studio_worker@a:1", seconds_ago=2)
+    beat("studio_worker@b:2", seconds_ago=3)
+    beat("studio_worker@c:3", seconds_ago=health.WORKER_STALE_AFTER_S + 60)  # killed
+
+    body = client.get("/healthz").json()
+
+    assert body["status"] == "ok" and body["worker"] == "ok" and body["workers"] == 2
+
+
+def test_it_reports_degraded_when_every_other_worker_stopped_beating(client):
+    beat("studio_worker@a:1", seconds_ago=health.WORKER_STALE_AFTER_S + 12)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200  # the studio serves; jobs wait
+    body = response.json()
+    assert body["status"] == "degraded" and body["workers"] == 0
+    seconds = int(body["worker"].removeprefix("stale: no worker heartbeat for ").split()[0])
+    assert 42 <= seconds < 50, body["worker"]
 
 
 def test_it_masks_credentials_and_shortens_error_messages():

@@ -207,3 +207,26 @@ def test_it_forgets_a_deleted_dramas_queue(drama):
     assert not Job.objects.filter(id=queued.id).exists()
     assert Job.objects.get(id=running.id).cancel_requested
     assert not QueuePause.objects.exists()
+
+
+def test_it_says_whether_any_worker_will_run_the_queue(drama, producer_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from studio.jobs.models import WorkerBeat
+
+    url = reverse("drama_queue", args=[drama.id])
+    assert "No worker running: queued jobs wait" in producer_client.get(url).text
+
+    now = timezone.now()
+    WorkerBeat.objects.create(
+        owner="studio_worker@b:7", name="w", concurrency=8, started_at=now, beat_at=now
+    )
+    page = producer_client.get(url).text
+    assert "1 worker online" in page and "No worker running" not in page
+
+    WorkerBeat.objects.update(beat_at=now - timedelta(minutes=5))  # killed, not stopped
+    page = producer_client.get(url).text
+    assert "No worker running: queued jobs wait" in page
+    assert "The last worker stopped answering 30" in page

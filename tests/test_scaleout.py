@@ -136,6 +136,8 @@ def test_both_web_processes_are_healthy_on_postgres_and_redis(cluster):
         health = httpx.get(f"{base}/healthz", timeout=10).json()
         assert health["database"] == "ok", health
         assert health["channel_layer"] == "ok", health
+        # No worker inside the web processes: both see the two studio_workers' heartbeats.
+        assert health["worker"] == "ok" and health["workers"] == 2, health
     for worker in cluster["workers"]:
         assert worker.poll() is None, "a worker exited"
 

@@ -29,7 +29,13 @@ def test_it_serves_pages_static_files_and_stops_on_sigterm(studio):
         css = http.get("/static/studio/studio.css")
         missing = http.get("/static/no-such-file.js")
 
-    assert health == {"status": "ok", "database": "ok", "worker": "ok", "channel_layer": "ok"}
+    assert health == {
+        "status": "ok",
+        "database": "ok",
+        "worker": "ok",
+        "workers": 1,  # the embedded worker, also seen by its heartbeat row
+        "channel_layer": "ok",
+    }
     assert login_page.status_code == 200
     assert 'name="password"' in login_page.text
     assert htmx.status_code == 200

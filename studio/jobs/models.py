@@ -94,3 +94,19 @@ class QueuePause(models.Model):
 
     def __str__(self) -> str:
         return f"queue of drama {self.drama_id} paused"
+
+
+class WorkerBeat(models.Model):
+    """A running worker, as its last heartbeat left it: web processes see workers they do not
+    host (scale-out), for /healthz and the queue page. A worker that stops cleanly removes its
+    row; a killed one stops beating and goes stale."""
+
+    owner = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=60)
+    concurrency = models.PositiveIntegerField()
+    running = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"worker {self.owner} ({self.running}/{self.concurrency} running)"

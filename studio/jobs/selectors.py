@@ -1,10 +1,12 @@
 """Read-only queries for the queue page, the board and the live consumer."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Count
+from django.utils import timezone
 
-from studio.jobs.models import ACTIVE, Job, JobStatus, QueuePause
+from studio.jobs.models import ACTIVE, Job, JobStatus, QueuePause, WorkerBeat
 
 SECTION_LIMIT = 50
 ACTIVE_SCAN_LIMIT = 500
@@ -85,3 +87,24 @@ def jobs_for_drama(*, drama_id: int, ids) -> list[Job]:
 
 def _rank(job: Job) -> tuple:
     return (job.status == JobStatus.RUNNING, job.progress)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Job workers as their heartbeats show them, in any process or machine."""
+
+    online: int  # beat within `stale_after_s`
+    stale: int  # stopped beating without stopping cleanly (killed, hung, cut off)
+    last_seen_s: float | None  # seconds since the freshest beat of a stale worker
+
+
+def workers(*, stale_after_s: float) -> Workers:
+    now = timezone.now()
+    fresh_since = now - timedelta(seconds=stale_after_s)
+    beats = list(WorkerBeat.objects.values_list("beat_at", flat=True))
+    stale = [beat for beat in beats if beat < fresh_since]
+    return Workers(
+        online=len(beats) - len(stale),
+        stale=len(stale),
+        last_seen_s=(now - max(stale)).total_seconds() if stale else None,
+    )

@@ -20,7 +20,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from studio import events
-from studio.jobs.models import Job, JobStatus, QueuePause
+from studio.jobs.models import Job, JobStatus, QueuePause, WorkerBeat
 
 CHANGED = "jobs.changed"
 
@@ -227,6 +227,24 @@ def reap() -> int:
             touched.add(drama_id, job_id)
         touched.publish()
     return len(expired)
+
+
+# Rows of workers that died without saying goodbye are dropped after this long.
+BEAT_FORGET_S = 3600.0
+
+
+def beat(*, owner: str, name: str, concurrency: int, running: int, started_at: datetime) -> None:
+    """This worker is alive (WorkerBeat); old rows of killed workers are tidied on the way."""
+    now = timezone.now()
+    fields = {"name": name[:60], "concurrency": concurrency, "running": running, "beat_at": now}
+    WorkerBeat.objects.update_or_create(
+        owner=owner[:120], defaults=fields, create_defaults={**fields, "started_at": started_at}
+    )
+    WorkerBeat.objects.filter(beat_at__lt=now - timedelta(seconds=BEAT_FORGET_S)).delete()
+
+
+def forget_beat(*, owner: str) -> None:
+    WorkerBeat.objects.filter(owner=owner[:120]).delete()
 
 
 def save_checkpoint(*, owner: str, job_id: int, data: Any) -> bool:

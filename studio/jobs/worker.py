@@ -42,6 +42,9 @@ from studio.jobs.store import Claimed, Outcome
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 3600.0
+# How often a worker records that it is alive (WorkerBeat); health calls it stale after
+# studio.health.WORKER_STALE_AFTER_S.
+BEAT_S = 5.0
 _live: "weakref.WeakSet[Worker]" = weakref.WeakSet()
 
 
@@ -127,6 +130,7 @@ class Worker:
         _live.add(self)
         health.worker_heartbeat(self.name)
         helpers = [
+            asyncio.create_task(self._beat_loop()),
             asyncio.create_task(self._watch_loop()),
             asyncio.create_task(self._reap_loop()),
             # This process's breakers and buckets, for the provider health panel.
@@ -142,6 +146,8 @@ class Worker:
             _live.discard(self)
             health.worker_gone(self.name)
             try:
+                with contextlib.suppress(Exception):  # a dead database: the row goes stale
+                    await self._db(store.forget_beat, owner=self.owner)
                 await self._loop.run_in_executor(self._executor, _close_connection)
             finally:
                 self._executor.shutdown(wait=False)
@@ -234,6 +240,23 @@ class Worker:
                 await self._wake.wait()
         except TimeoutError:
             pass
+
+    async def _beat_loop(self) -> None:
+        """Tell other processes this worker is alive (web processes show it, /healthz too)."""
+        started_at = timezone.now()
+        while True:
+            try:
+                await self._db(
+                    store.beat,
+                    owner=self.owner,
+                    name=self.name,
+                    concurrency=self.config.concurrency,
+                    running=len(self._running),
+                    started_at=started_at,
+                )
+            except Exception:
+                log.exception("Job worker %s: heartbeat failed", self.owner)
+            await asyncio.sleep(BEAT_S)
 
     async def _watch_loop(self) -> None:
         last_renewal = time.monotonic()
