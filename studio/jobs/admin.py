@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from studio.jobs.models import Job, QueuePause
+from studio.jobs.models import Job, QueuePause, WorkerBeat
 
 
 @admin.register(Job)
@@ -18,3 +18,17 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(QueuePause)
 class QueuePauseAdmin(admin.ModelAdmin):
     list_display = ["drama_id", "paused_at"]
+
+
+@admin.register(WorkerBeat)
+class WorkerBeatAdmin(admin.ModelAdmin):
+    """Which workers are alive where (written by the workers themselves, so read-only)."""
+
+    list_display = ["owner", "name", "running", "concurrency", "started_at", "beat_at"]
+    ordering = ["-beat_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
