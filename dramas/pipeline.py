@@ -248,13 +248,9 @@ class TakeRun:
         result = await _db(db.take_verdict)(
             take_id=self.take_id, expected=self.expected, unprofiled=self.unprofiled
         )
-        note = "Done"
-        await self.set(status=TakeStatus.DONE, progress=1.0, note=note)
+        note = await _db(db.mark_done)(take_id=self.take_id)
         await _db(db.forget_local_media)(take_id=self.take_id)
-        follow_up = await _db(db.auto_regenerate)(take_id=self.take_id)
-        if follow_up:
-            await self.set(note=follow_up)
-        return {"take_id": self.take_id, **result, "note": follow_up or note}
+        return {"take_id": self.take_id, **result, "note": note}
 
 
 def _frame_rows(*, take_id: int) -> list[tuple[int, str, float]]:

@@ -239,6 +239,18 @@ def take_verdict(*, take_id: int, expected: list[str], unprofiled: list[str]) ->
     return {"verdict": verdict, "score": score}
 
 
+def mark_done(*, take_id: int) -> str:
+    """The take is done, and its auto-regenerated follow-up (if any) is queued, in one
+    transaction: a worker killed in between leaves both undone, and the resumed job does both,
+    so the follow-up is never lost nor queued twice. Returns the take's note."""
+    with transaction.atomic():
+        take_services.take_set(take_id=take_id, status=TakeStatus.DONE, progress=1.0, note="Done")
+        follow_up = auto_regenerate(take_id=take_id)
+        if follow_up:
+            take_services.take_set(take_id=take_id, note=follow_up)
+    return follow_up or "Done"
+
+
 def auto_regenerate(*, take_id: int) -> str:
     """Queue the next attempt of a failing take when the drama allows it; say what happened."""
     take = _take(take_id)

@@ -111,3 +111,27 @@ async def test_a_silent_character_present_in_the_scene_is_seen_and_scored():
     assert take.status == TakeStatus.DONE, (take.error, take.note)
     assert take.consistency["unseen"] == [], take.consistency
     assert take.verdict == Verdict.ACCEPT, take.consistency
+
+
+def test_a_take_is_marked_done_only_with_its_auto_regenerated_follow_up(monkeypatch):
+    from dramas import pipeline_db
+    from tests.factories import create_take
+
+    _drama, _chapter, cast = two_person_drama(auto_regenerate=True, max_attempts=3)
+    take = create_take(scene=cast["first"], status="scoring", score=20.0)  # below the threshold
+
+    def crash(**kwargs):
+        raise RuntimeError("worker killed while queueing the follow-up")
+
+    monkeypatch.setattr(pipeline_db.take_services, "take_enqueue", crash)
+    with pytest.raises(RuntimeError):
+        pipeline_db.mark_done(take_id=take.id)
+    take.refresh_from_db()
+    assert take.status == "scoring"  # not done: the resumed job will do both
+
+    monkeypatch.undo()
+    note = pipeline_db.mark_done(take_id=take.id)
+    take.refresh_from_db()
+    assert take.status == TakeStatus.DONE
+    assert note == "Below the threshold: take 2 queued with a new seed." == take.note
+    assert cast["first"].takes.count() == 2
