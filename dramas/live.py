@@ -60,6 +60,7 @@ def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
     return {
         "summary": selectors.queue_summary(drama_id=drama.id),
         "scenes": scenes,
+        "awaiting_approval": _awaiting_approval(scenes),
         # Render buttons show what a batch would cost (approved and running scenes skipped).
         "priorities": PRIORITIES,
         "chapter_estimate": chapter_estimate,
@@ -79,18 +80,24 @@ def render_estimates(*, drama: Drama, chapter_scene_ids: set[int]):
     return take_services.takes_estimates(drama=drama, batches=[chapter_batch, drama_batch])
 
 
+def _awaiting_approval(scenes: list[Scene]) -> int:
+    """Scenes whose shown take (`latest_takes`) "Approve consistent takes" would approve."""
+    return sum(take_services.awaiting_approval(scene.latest_take) for scene in scenes)
+
+
 def _render_actions(*, drama: Drama, chapter_id: int | None) -> str:
-    """The board's render buttons: enabled again (with a fresh estimate) when renders finish."""
-    scene_ids = set(
-        Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id).values_list(
-            "id", flat=True
-        )
+    """The board's batch buttons: render (enabled again, with a fresh estimate, when renders
+    finish) and approve (the count of consistent takes as they finish)."""
+    scenes = list(Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id))
+    chapter_estimate, drama_estimate = render_estimates(
+        drama=drama, chapter_scene_ids={scene.id for scene in scenes}
     )
-    chapter_estimate, drama_estimate = render_estimates(drama=drama, chapter_scene_ids=scene_ids)
     fragments = _oob(FORMS, "render-action", {"scope": "drama", "estimate": drama_estimate})
     if chapter_id is not None:
         context = {"scope": "chapter", "estimate": chapter_estimate}
         fragments += _oob(FORMS, "render-action", context)
+        waiting = _awaiting_approval(latest_takes(scenes))
+        fragments += _oob(FORMS, "approve-action", {"awaiting_approval": waiting})
     return fragments
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from dramas.models import (
@@ -25,6 +25,7 @@ from dramas.models import (
     Scene,
     Take,
     TakeStatus,
+    Verdict,
 )
 from studio import events
 from studio.jobs.models import Job
@@ -283,6 +284,38 @@ def take_approve(*, take: Take, user, comment: str = "") -> Take:
     take.save(update_fields=["review_state", "locked", "updated_at"])
     _record(take=take, user=user, action=ReviewAction.APPROVE, comment=comment)
     return take
+
+
+def awaiting_approval(take: Take | None) -> bool:
+    """A scene's newest take is finished, judged Consistent, and not reviewed yet: the ones
+    "Approve consistent takes" approves. A scene still rendering a newer take is left alone
+    (someone asked for another try), and so is one with an approved take already."""
+    return (
+        take is not None
+        and take.status == TakeStatus.DONE
+        and take.verdict == Verdict.ACCEPT
+        and not take.locked
+        and take.review_state == ""
+    )
+
+
+@transaction.atomic
+def takes_approve_consistent(*, chapter, user) -> list[Take]:
+    """Approve, scene by scene, every take `awaiting_approval` in the chapter (the reviewer's
+    bulk action for takes the consistency check already passed). Returns the approved takes."""
+    newest = Take.objects.filter(scene=OuterRef("scene")).order_by("-number").values("id")[:1]
+    candidates = (
+        Take.objects.filter(scene__chapter=chapter, id=Subquery(newest))
+        .exclude(scene__takes__locked=True)
+        .select_related("scene__chapter")
+        .order_by("scene__order")
+    )
+    approved = []
+    for take in candidates:
+        if awaiting_approval(take):
+            note = "Approved with the chapter's consistent takes."
+            approved.append(take_approve(take=take, user=user, comment=note))
+    return approved
 
 
 @transaction.atomic

@@ -120,6 +120,11 @@ urlpatterns = [
     # Rendering and review
     path(D + "render/", takes.render_drama, name="render_drama"),
     path(D + "chapters/<id:chapter_id>/render/", takes.render_chapter, name="render_chapter"),
+    path(
+        D + "chapters/<id:chapter_id>/approve-consistent/",
+        takes.chapter_approve_consistent,
+        name="chapter_approve_consistent",
+    ),
     path(D + "scenes/<id:scene_id>/render/", takes.render_scene, name="render_scene"),
     path(D + "scenes/<id:scene_id>/takes/", takes.scene_takes, name="scene_takes"),
     path(D + "takes/<id:take_id>/", takes.take_review, name="take_review"),

@@ -222,3 +222,36 @@ def test_a_take_rejected_for_a_missing_character_is_red_whatever_its_score(world
     assert badge, "no verdict badge"
     assert badge.group(1) == "red"
     assert "never found: Ada" in badge.group(2)
+
+
+def test_it_approves_the_consistent_takes_of_a_chapter_in_one_go(world, producer_client):
+    chapter, mei = world["chapter"], world["scene"].characters.get()
+    first = world["take"]  # scene 1: done, consistent (88)
+    second_scene = create_scene(chapter=chapter, characters=[mei])
+    create_take(scene=second_scene, score=90.0)
+    newer = create_take(scene=second_scene, score=91.0)  # the newest one counts
+    low = create_take(scene=create_scene(chapter=chapter, characters=[mei]), score=30.0)
+    rendering_scene = create_scene(chapter=chapter, characters=[mei])
+    create_take(scene=rendering_scene, score=95.0)
+    create_take(scene=rendering_scene, status="rendering")  # someone asked for another try
+    reviewed = create_take(scene=create_scene(chapter=chapter, characters=[mei]), score=92.0)
+    producer_client.post(
+        url("take_review_action", world, take_id=reviewed.id), {"action": "reject"}
+    )
+    board = url("drama_board", world) + f"?chapter={chapter.id}"
+    assert "Approve consistent takes (2)" in producer_client.get(board).text
+
+    response = producer_client.post(
+        url("chapter_approve_consistent", world, chapter_id=chapter.id), follow=True
+    )
+
+    assert "Approved 2 takes: scenes 1, 2." in response.text
+    approved = set(Take.objects.filter(locked=True).values_list("id", flat=True))
+    assert approved == {first.id, newer.id}
+    assert low.id not in approved and reviewed.id not in approved
+    assert Review.objects.filter(take=newer, action="approve").exists()
+    assert "Approve consistent takes" not in producer_client.get(board).text
+    again = producer_client.post(
+        url("chapter_approve_consistent", world, chapter_id=chapter.id), follow=True
+    )
+    assert "No consistent take is waiting for approval" in again.text

@@ -80,6 +80,20 @@ def render_chapter(request, drama, chapter_id: int):
 
 @drama_view()
 @require_POST
+def chapter_approve_consistent(request, drama, chapter_id: int):
+    chapter = get_object_or_404(Chapter, drama=drama, id=chapter_id)
+    approved = services.takes_approve_consistent(chapter=chapter, user=request.user)
+    if approved:
+        orders = ", ".join(str(take.scene.order) for take in approved)
+        what = "1 take: scene" if len(approved) == 1 else f"{len(approved)} takes: scenes"
+        messages.success(request, f"Approved {what} {orders}.")
+    else:
+        messages.info(request, "No consistent take is waiting for approval in this chapter.")
+    return done(request, reverse("drama_board", args=[drama.id]) + f"?chapter={chapter.id}")
+
+
+@drama_view()
+@require_POST
 def render_drama(request, drama):
     scenes = Scene.objects.filter(chapter__drama=drama).select_related("chapter")
     scenes, skipped = services.batch_scenes(
