@@ -69,6 +69,21 @@ def assert_not_reloaded(page: Page) -> None:
     assert page.evaluate("window.__noReload") == "still here", "the page was fully reloaded"
 
 
+# The first job bar of the queue page's Running section. Progress swaps the row in place (out
+# of band), so the bar is looked up afresh each time.
+QUEUE_PROGRESS = (
+    "() => Number(document.querySelector('#queue-running [role=progressbar]')"
+    "?.getAttribute('aria-valuenow') || 0)"
+)
+
+
+def wait_for_queue_progress_to_move(page: Page) -> None:
+    """Until a running job's bar on the queue page shows progress, then moves further."""
+    page.wait_for_function(f"({QUEUE_PROGRESS})() > 0")
+    first = page.evaluate(QUEUE_PROGRESS)
+    page.wait_for_function(f"({QUEUE_PROGRESS})() > {first}")
+
+
 CREATE_USER = """
 import sys
 import django

@@ -16,6 +16,7 @@ from tests.browser_support import (
     mark_window,
     set_timeouts,
     wait_for_live,
+    wait_for_queue_progress_to_move,
 )
 from tests.studio_process import REPO, serve_studio, studio_env
 
@@ -65,14 +66,7 @@ def test_it_moves_progress_live_on_the_queue_page_and_the_board(studio, page: Pa
 
     row = page.locator("#queue-running tr.job", has_text="Live test job")
     expect(row).to_be_visible()
-    # Progress swaps the row in place (out of band), so read the bar afresh each time.
-    progress = (
-        "() => Number(document.querySelector('#queue-running [role=progressbar]')"
-        "?.getAttribute('aria-valuenow') || 0)"
-    )
-    page.wait_for_function(f"({progress})() > 0")
-    first = page.evaluate(progress)
-    page.wait_for_function(f"({progress})() > {first}")
+    wait_for_queue_progress_to_move(page)
     expect(page.locator("#queue-controls")).to_contain_text("1 running")
     # The board's scene tiles show the same job while it runs.
     tile_bar = board.locator(".scene-tile .scene-job [role=progressbar]").first

@@ -6,7 +6,6 @@ workers do; 200 jobs spread over both workers run exactly once each.
 """
 
 import collections
-import re
 import subprocess
 import sys
 import time
@@ -16,6 +15,17 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser_support import (
+    assert_not_reloaded,
+    collect_console_errors,
+    drama_id_of,
+    log_in,
+    mark_window,
+    set_timeouts,
+    shot,
+    wait_for_live,
+    wait_for_queue_progress_to_move,
+)
 from tests.services import postgres_server, redis_server
 from tests.studio_process import REPO, serve_studio, studio_env
 
@@ -123,14 +133,6 @@ def job_rows(cluster, kind: str) -> list[tuple]:
         ).fetchall()
 
 
-def log_in(page: Page, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill("producer")
-    page.get_by_label("Password").fill("drama-studio")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("link", name="Midnight Broadcast").first).to_be_visible()
-
-
 def test_both_web_processes_are_healthy_on_postgres_and_redis(cluster):
     for base in (cluster["a"], cluster["b"]):
         health = httpx.get(f"{base}/healthz", timeout=10).json()
@@ -145,23 +147,21 @@ def test_both_web_processes_are_healthy_on_postgres_and_redis(cluster):
 def test_a_browser_on_one_web_process_sees_work_started_on_the_other_and_done_by_workers(
     cluster, page: Page
 ):
-    errors: list[str] = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
+    errors = collect_console_errors(page)
+    set_timeouts(page, TIMEOUT_MS)
 
     # The queue page on web process A, websocket open.
     log_in(page, cluster["a"])
     page.get_by_role("link", name="Midnight Broadcast").first.click()
-    drama_id = re.search(r"/dramas/(\d+)/", page.url).group(1)
+    drama_id = drama_id_of(page)
     page.goto(f"{cluster['a']}/dramas/{drama_id}/queue/")
-    page.wait_for_function("document.querySelector('[data-live]') !== null")
-    page.evaluate("window.__noReload = 'still here'")
+    wait_for_live(page)
+    mark_window(page)
 
     # The board on web process B, in its own browser session.
     other = page.context.browser.new_context()
     board = other.new_page()
-    board.set_default_timeout(TIMEOUT_MS)
+    set_timeouts(board, TIMEOUT_MS)
     log_in(board, cluster["b"])
     board.goto(f"{cluster['b']}/dramas/{drama_id}/")
     board.get_by_role("button", name="Check script").click()
@@ -172,17 +172,11 @@ def test_a_browser_on_one_web_process_sees_work_started_on_the_other_and_done_by
 
     # Progress only a worker publishes: a job's bar moves on A's page, then the job finishes.
     enqueue(cluster, "test.crash.steps", 1)
-    progress = (
-        "() => Number(document.querySelector('#queue-running [role=progressbar]')"
-        "?.getAttribute('aria-valuenow') || 0)"
-    )
-    page.wait_for_function(f"({progress})() > 0")
-    first = page.evaluate(progress)
-    page.wait_for_function(f"({progress})() > {first}")
+    wait_for_queue_progress_to_move(page)
     expect(page.locator("#queue-done tr.job", has_text="Scale-out job 0")).to_be_visible()
-    page.screenshot(path=str(screenshot_dir() / "scaleout-queue.png"), full_page=True)
+    shot(page, "scaleout-queue")
 
-    assert page.evaluate("window.__noReload") == "still here"
+    assert_not_reloaded(page)
     assert errors == [], errors
     other.close()
 
@@ -211,9 +205,3 @@ def test_two_workers_share_a_batch_and_never_claim_a_job_twice(cluster):
     assert len(per_worker) == 2, per_worker
     assert min(per_worker.values()) >= BATCH // 10, per_worker
     print(f"{BATCH} jobs in {elapsed:.1f} s, per worker process: {dict(per_worker)}")
-
-
-def screenshot_dir() -> Path:
-    folder = REPO / "test-results" / "browser"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
