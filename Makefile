@@ -33,6 +33,9 @@ test-packages:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "Installing Debian packages for the tests:$$need"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "Installing Debian packages for the tests (sudo):$$need"; \
+	  sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
 	else \
 	  echo "note: missing$$need; the browser and scale-out tests need them (as root: apt-get install$$need)."; \
 	fi
