@@ -199,3 +199,34 @@ def test_it_shows_a_clear_403_page(drama):
     response = viewer.get(reverse("chapter_create", args=[drama.id]))
     assert response.status_code == 403
     assert "you are a viewer on this drama" in response.text
+
+
+def test_the_board_shows_each_chapter_at_the_stage_it_really_is(drama, producer_client):
+    from dramas.generation import GENERATE
+    from dramas.models import Take
+    from studio.jobs.services import job_enqueue
+    from tests.factories import create_take
+
+    create_chapter(drama=drama, title="Empty")
+    ready = create_chapter(drama=drama, title="Ready")
+    create_scene(chapter=ready)
+    approved = create_chapter(drama=drama, title="All approved")
+    for _ in range(2):
+        take = create_take(scene=create_scene(chapter=approved))
+        Take.objects.filter(id=take.id).update(locked=True, review_state="approved")
+    writing = create_chapter(drama=drama, title="Being written")
+    job = job_enqueue(kind=GENERATE, drama_id=drama.id, payload={"chapter_id": writing.id})
+
+    page = producer_client.get(reverse("drama_board", args=[drama.id])).text
+
+    assert "0 scenes · Draft" in page
+    assert "1 scene · Ready to render" in page
+    assert "2 scenes · Approved" in page
+    assert "0 scenes · Generating" in page
+    # The stage is read, not stored: a writer job that ended (or died) leaves no trace.
+    job.status = "failed"
+    job.save()
+    page = producer_client.get(reverse("drama_board", args=[drama.id])).text
+    assert "Generating" not in page and page.count("0 scenes · Draft") == 2
+    editor = producer_client.get(reverse("chapter_editor", args=[drama.id, approved.id])).text
+    assert '<span class="badge">Approved</span>' in editor

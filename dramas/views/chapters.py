@@ -6,6 +6,7 @@ so the editor works without reloads and with them.
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dramas import services
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
+from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.generation import editor_context as generation_editor_context
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
 
@@ -45,6 +47,9 @@ def _editor_url(chapter: Chapter, anchor: str = "") -> str:
 
 def _editor_context(request, chapter: Chapter, **extra) -> dict:
     drama = chapter.drama
+    # The header's stage and version count, in one query.
+    counted = chapters_with_stage(Chapter.objects.filter(id=chapter.id))
+    counted = counted.annotate(version_total=Count("versions", distinct=True)).get()
     context = {
         "drama": drama,
         "chapter": chapter,
@@ -52,7 +57,8 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "characters": list(drama.characters.order_by("name")),
         "can_edit": can(request, Role.EDITOR),
         "new_scene_form": SceneForm(drama=drama, prefix="new"),
-        "version_count": chapter.versions.count(),
+        "version_count": counted.version_total,
+        "stage": chapter_stage(counted),
     }
     # The chapter writer's panel, live preview and estimates (dramas/views/generation.py).
     context.update(generation_editor_context(chapter=chapter, can_edit=context["can_edit"]))

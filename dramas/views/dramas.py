@@ -10,6 +10,7 @@ from dramas import live, services
 from dramas.costs import dramas_spend
 from dramas.forms import DramaForm, MemberForm
 from dramas.models import Drama, Membership, Role
+from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
 
 
@@ -69,7 +70,9 @@ def drama_delete(request, drama):
 @drama_view()
 @require_http_methods(["GET"])
 def drama_board(request, drama):
-    chapters = list(drama.chapters.annotate(scene_count=Count("scenes")).order_by("number"))
+    chapters = list(chapters_with_stage(drama.chapters.order_by("number")))
+    for chapter in chapters:
+        chapter.stage = chapter_stage(chapter)
     selected = None
     chapter_id = request.GET.get("chapter", "")
     if chapter_id.isdigit():

@@ -1,0 +1,38 @@
+"""Where a chapter stands, from what is true now rather than a stored flag that a dead worker
+could leave behind: writing (a writer job for it is queued or running), approved (every scene
+has an approved take), ready to render (it has scenes) or draft (none yet)."""
+
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from dramas.generation import KINDS as WRITING_KINDS
+from dramas.models import Chapter, ChapterStatus, Scene
+from studio.jobs.models import ACTIVE, Job
+
+
+def chapters_with_stage(chapters: QuerySet[Chapter]) -> QuerySet[Chapter]:
+    """Annotate `scene_count` and what `chapter_stage` needs, in the same one query."""
+    writing = Job.objects.filter(
+        kind__in=WRITING_KINDS, status__in=ACTIVE, payload__chapter_id=OuterRef("id")
+    )
+    approved = (
+        Scene.objects.filter(chapter=OuterRef("id"), takes__locked=True)
+        .order_by()
+        .values("chapter")
+        .annotate(scenes=Count("id", distinct=True))
+        .values("scenes")
+    )
+    return chapters.annotate(
+        writing=Exists(writing),
+        scene_count=Count("scenes", distinct=True),
+        approved_scenes=Coalesce(Subquery(approved), Value(0), output_field=IntegerField()),
+    )
+
+
+def chapter_stage(chapter: Chapter) -> ChapterStatus:
+    """The stage of a chapter read through `chapters_with_stage`."""
+    if chapter.writing:
+        return ChapterStatus.GENERATING
+    if chapter.scene_count and chapter.approved_scenes >= chapter.scene_count:
+        return ChapterStatus.APPROVED
+    return ChapterStatus.READY if chapter.scene_count else ChapterStatus.DRAFT
