@@ -96,9 +96,10 @@ class TakeRun:
         waited, limit = now - since, settings.PROVIDER_OUTAGE_MAX_S
         name = self.video.name
         if waited >= limit:
+            how_long = f"{waited:.0f} s" if waited < 120 else f"{waited / 60:.0f} min"
             text = (
-                f"{name} kept failing for {waited / 60:.0f} min (its circuit breaker stayed "
-                f"open), so the take was given up. Last: {error}"
+                f"{name} kept failing for {how_long} (its circuit breaker stayed open), so the "
+                f"take was given up. Last: {error}"
             )
             await self.set(status=TakeStatus.FAILED, error=text, note="Provider unavailable")
             raise PermanentError(text) from error

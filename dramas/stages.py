@@ -2,8 +2,18 @@
 could leave behind: writing (a writer job for it is queued or running), approved (every scene
 has an approved take), ready to render (it has scenes) or draft (none yet)."""
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 
 from dramas.generation import KINDS as WRITING_KINDS
 from dramas.models import Chapter, ChapterStatus, Scene
@@ -12,8 +22,10 @@ from studio.jobs.models import ACTIVE, Job
 
 def chapters_with_stage(chapters: QuerySet[Chapter]) -> QuerySet[Chapter]:
     """Annotate `scene_count` and what `chapter_stage` needs, in the same one query."""
-    writing = Job.objects.filter(
-        kind__in=WRITING_KINDS, status__in=ACTIVE, payload__chapter_id=OuterRef("id")
+    # Compared as text: a JSON value against an integer column has no common type on PostgreSQL.
+    writing = Job.objects.filter(kind__in=WRITING_KINDS, status__in=ACTIVE)
+    writing = writing.annotate(chapter_ref=KT("payload__chapter_id")).filter(
+        chapter_ref=Cast(OuterRef("id"), CharField())
     )
     approved = (
         Scene.objects.filter(chapter=OuterRef("id"), takes__locked=True)

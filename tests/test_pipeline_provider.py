@@ -114,7 +114,8 @@ async def test_it_parks_takes_while_the_breaker_is_open_and_recovers(settings):
     assert take.status == TakeStatus.DONE, take.error
     assert stats["jobs_per_key"] == {take.idempotency_key: 1}
     job = await Job.objects.aget(id=take.job_id)
-    assert job.attempts >= 2
+    # Waiting for the breaker spends no attempt; only a 503 that reached the vendor may have.
+    assert job.attempts <= 2
 
 
 async def test_it_refuses_renders_beyond_the_budget(settings):
