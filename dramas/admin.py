@@ -33,8 +33,8 @@ class SceneInline(admin.StackedInline):
 
 @admin.register(Chapter)
 class ChapterAdmin(admin.ModelAdmin):
-    list_display = ["drama", "number", "title", "status", "source", "updated_at"]
-    list_filter = ["status", "source"]
+    list_display = ["drama", "number", "title", "source", "updated_at"]
+    list_filter = ["source"]
     search_fields = ["title", "drama__title"]
     list_select_related = ["drama"]
     inlines = [SceneInline]

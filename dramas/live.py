@@ -85,18 +85,18 @@ def _awaiting_approval(scenes: list[Scene]) -> int:
     return sum(take_services.awaiting_approval(scene.latest_take) for scene in scenes)
 
 
-def _render_actions(*, drama: Drama, chapter_id: int | None) -> str:
+def _render_actions(*, drama: Drama, chapter_id: int | None, tiles: list[Scene]) -> str:
     """The board's batch buttons: render (enabled again, with a fresh estimate, when renders
-    finish) and approve (the count of consistent takes as they finish)."""
-    scenes = list(Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id))
+    finish) and approve (the count of consistent takes as they finish). `tiles`: the chapter's
+    scenes with their shown takes (`_tiles`)."""
     chapter_estimate, drama_estimate = render_estimates(
-        drama=drama, chapter_scene_ids={scene.id for scene in scenes}
+        drama=drama, chapter_scene_ids={scene.id for scene in tiles}
     )
     fragments = _oob(FORMS, "render-action", {"scope": "drama", "estimate": drama_estimate})
     if chapter_id is not None:
         context = {"scope": "chapter", "estimate": chapter_estimate}
         fragments += _oob(FORMS, "render-action", context)
-        waiting = _awaiting_approval(latest_takes(scenes))
+        waiting = _awaiting_approval(tiles)
         fragments += _oob(FORMS, "approve-action", {"awaiting_approval": waiting})
     return fragments
 
@@ -144,11 +144,11 @@ def snapshot(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
         context = queue_context(drama=drama, can_edit=can_edit)
         return _oob(QUEUE, "queue-controls", context) + _oob(QUEUE, "queue-sections", context)
     summary = selectors.queue_summary(drama_id=drama_id)
-    fragments = _oob(QUEUE, "queue-summary", {"drama": drama, "summary": summary}) + _scene_bars(
-        drama=drama, chapter_id=chapter_id, scene_ids=None
-    )
+    tiles = _tiles(drama=drama, chapter_id=chapter_id, scene_ids=None)
+    fragments = _oob(QUEUE, "queue-summary", {"drama": drama, "summary": summary})
+    fragments += _scene_bars(drama=drama, tiles=tiles)
     if can_edit:
-        fragments += _render_actions(drama=drama, chapter_id=chapter_id)
+        fragments += _render_actions(drama=drama, chapter_id=chapter_id, tiles=tiles)
     return fragments
 
 
@@ -174,21 +174,26 @@ def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
             for job in jobs
         )
     scene_ids = {scene_id for job in jobs for scene_id in job.scene_ids}
-    return _scene_bars(drama=drama, chapter_id=chapter_id, scene_ids=scene_ids)
+    tiles = _tiles(drama=drama, chapter_id=chapter_id, scene_ids=scene_ids)
+    return _scene_bars(drama=drama, tiles=tiles)
 
 
-def _scene_bars(*, drama: Drama, chapter_id: int | None, scene_ids: set[int] | None) -> str:
-    """The job bars of the chapter's scene tiles (only `scene_ids` when given)."""
+def _tiles(*, drama: Drama, chapter_id: int | None, scene_ids: set[int] | None) -> list[Scene]:
+    """The chapter's scenes (only `scene_ids` when given) with their jobs and shown takes."""
     if chapter_id is None or scene_ids == set():
-        return ""
+        return []
     scenes = Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id)
     if scene_ids is not None:
         scenes = scenes.filter(id__in=scene_ids)
-    scenes = latest_takes(attach_scene_jobs(drama=drama, scenes=list(scenes)))
+    return latest_takes(attach_scene_jobs(drama=drama, scenes=list(scenes)))
+
+
+def _scene_bars(*, drama: Drama, tiles: list[Scene]) -> str:
+    """The job bar and the shown take of each tile."""
     return "".join(
         _oob(BOARD, "scene-job", {"drama": drama, "scene": scene})
         + _oob(TAKES, "scene-take", {"drama": drama, "scene": scene})
-        for scene in scenes
+        for scene in tiles
     )
 
 

@@ -113,6 +113,9 @@ class Membership(models.Model):
 
 
 class ChapterStatus(models.TextChoices):
+    """A chapter's stage, derived from its scenes, takes and writer jobs (dramas/stages.py):
+    never stored, so nothing can leave it behind."""
+
     DRAFT = "draft", "Draft"
     GENERATING = "generating", "Generating"
     READY = "ready", "Ready to render"
@@ -129,7 +132,6 @@ class Chapter(models.Model):
     number = models.PositiveIntegerField()
     title = models.CharField(max_length=200)
     synopsis = models.TextField(blank=True, max_length=5000)
-    status = models.CharField(max_length=12, choices=ChapterStatus, default=ChapterStatus.DRAFT)
     source = models.CharField(max_length=10, choices=ChapterSource, default=ChapterSource.WRITTEN)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

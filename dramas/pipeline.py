@@ -41,8 +41,6 @@ STEPS = ("prompt", "preflight", "submit", "poll", "download", "lipsync", "frames
 PROGRESS = {"submit": 0.05, "poll": 0.65, "download": 0.7, "lipsync": 0.72, "frames": 0.8}
 LIPSYNC_OFF = "Skipped: no lip-sync provider is configured (set LIPSYNC_BASE_URL)."
 TITLE_CARD = "Title card of the offline animatic: not a shot, not scored."
-# Longest pause for an open breaker inside one step before the job engine takes over.
-BREAKER_WAIT_S = 60.0
 LIPSYNC_NO_AUDIO = "Skipped: lip sync needs a voice track, and this studio makes none yet."
 
 
@@ -109,23 +107,6 @@ class TakeRun:
         await self.set(status=TakeStatus.WAITING, note=note)
         raise Release(note, after_s=wait) from error
 
-    async def held(self, call, handle: JobHandle):
-        """A call about a vendor job the take already holds. An open breaker pauses it here
-        (polling holds the worker slot anyway) rather than costing a job attempt each time it
-        opens: under a flaky vendor it opens often. After BREAKER_WAIT_S the job engine's
-        retries ("waiting for provider") take over."""
-        waited = 0.0
-        while True:
-            try:
-                return await call(handle)
-            except CircuitOpen as error:
-                wait = min(max(error.retry_after_s or 0.0, 0.1), 5.0)
-                if waited + wait > BREAKER_WAIT_S:
-                    raise
-                await self.set(note=f"Waiting for {self.video.name}: it is failing")
-                await asyncio.sleep(wait)
-                waited += wait
-
     # --- steps ------------------------------------------------------------------------------
     async def prompt(self) -> None:
         await self.set(
@@ -162,7 +143,7 @@ class TakeRun:
         handle = JobHandle.from_json(info.remote_handle)
         low, high = PROGRESS["submit"], PROGRESS["poll"]
         while True:
-            status = await self.held(self.video.poll, handle)
+            status = await self.video.poll(handle)
             if status.state is JobState.SUCCEEDED:
                 break
             if status.state is JobState.FAILED and status.vendor_status == "lost":
@@ -188,7 +169,7 @@ class TakeRun:
     async def download(self) -> None:
         info = await _db(db.load)(take_id=self.take_id)
         handle = JobHandle.from_json(info.remote_handle)
-        data = await self.held(self.video.fetch, handle)
+        data = await self.video.fetch(handle)
         await _db(db.save_video)(take_id=self.take_id, data=data)
         await self.progress(PROGRESS["download"], f"Downloaded {len(data) // 1024} KB")
 
