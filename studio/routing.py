@@ -1,9 +1,9 @@
-"""Websocket routes (HTTP routes are in studio/urls.py)."""
+"""Websocket routes (HTTP routes are in studio/urls.py): a composition root, so it names the
+domain's consumers."""
 
 from django.urls import re_path
 
-from studio.consumers import ProgressConsumer
-from studio.health_consumer import HealthConsumer
+from dramas.consumers import HealthConsumer, ProgressConsumer
 
 websocket_urlpatterns = [
     # At most 18 digits, like the HTTP id converter: a giant number is refused, not an overflow.

@@ -8,9 +8,10 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from dramas import consumers
 from dramas.jobs import chapter_check_enqueue
 from dramas.models import Role
-from studio import consumers, events
+from studio import events
 from studio.asgi import application
 from studio.jobs import services
 from studio.jobs.models import Job, JobStatus

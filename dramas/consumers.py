@@ -1,4 +1,6 @@
-"""ProgressConsumer: live HTML for a drama's pages over a websocket (DESIGN §7).
+"""The live websockets of the studio's pages (DESIGN §7): drama pages and the provider panel.
+
+ProgressConsumer: live HTML for a drama's pages.
 
 `/ws/dramas/<id>/live/?view=board&chapter=<id>` or `?view=queue`. Only members of the drama are
 accepted: anyone else is refused before the handshake completes (close code 4404, the same for
@@ -10,25 +12,32 @@ All consumers of one process share renders (per view, chapter and role): a progr
 rendered once for 200 open pages, and a burst of other changes costs at most two snapshot
 renders however many events it holds. Membership is re-checked every few seconds: a member who
 is removed stops receiving within RECHECK_S.
+
+HealthConsumer: the provider health panel, live (`/ws/providers/health/`).
+
+Only users who may open the panel are accepted (close code 4403 otherwise). On connect and on
+every `health.changed` event (a worker published its snapshots, studio/provider_health.py) the
+panel is re-rendered from the database, once per event for all open panels of this process.
 """
 
 import asyncio
-import contextlib
-import itertools
 import json
 import logging
 import time
-from collections import OrderedDict
 from functools import partial
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
 
 from dramas import live
 from dramas.access import membership_for
+from dramas.costs import can_see_provider_health
 from dramas.models import Role
+from studio import provider_health
 from studio.events import EVENT_HANDLER, group_name
+from studio.live_renders import arrival, render_latest, render_once
 
 log = logging.getLogger(__name__)
 
@@ -36,81 +45,8 @@ RECHECK_S = 5.0
 MAX_CLIENT_MESSAGE = 4096
 NOT_FOUND = 4404  # refused: not a member (or no such drama)
 REVOKED = 4403  # membership ended while connected
-RENDER_CACHE_SIZE = 512
-
-_renders: "OrderedDict[tuple, asyncio.Task]" = OrderedDict()
-
-
-async def render_once(key: tuple, render) -> str:
-    """Run `render` (sync, reads the DB) once per key for every consumer waiting on it."""
-    task = _renders.get(key)
-    if task is None or task.get_loop() is not asyncio.get_running_loop():
-        task = asyncio.ensure_future(database_sync_to_async(render)())
-        _renders[key] = task
-        while len(_renders) > RENDER_CACHE_SIZE:
-            _renders.popitem(last=False)
-    if task.done():
-        return task.result()
-    # Shielded: one consumer going away must not cancel the render the others wait for.
-    return await asyncio.shield(task)
-
-
-class _Flight:
-    def __init__(self) -> None:
-        self.task: asyncio.Future | None = None  # the latest render started
-        self.started = -1  # arrival number of the last event seen before it started
-        self.next: asyncio.Future | None = None  # a render queued behind it
-
-
-_flights: dict[tuple, _Flight] = {}
-_arrivals: "OrderedDict[str, int]" = OrderedDict()
-_arrival_numbers = itertools.count()
-
-
-def _arrival(event_id: str | None) -> int:
-    """The order in which this process first saw an event (any consumer)."""
-    if event_id is None:
-        return next(_arrival_numbers)
-    if event_id not in _arrivals:
-        _arrivals[event_id] = next(_arrival_numbers)
-        while len(_arrivals) > RENDER_CACHE_SIZE:
-            _arrivals.popitem(last=False)
-    return _arrivals[event_id]
-
-
-async def render_latest(key: tuple, seen: int, render) -> str:
-    """A render that started after event number `seen` arrived, shared by every consumer.
-
-    However fast events come, each key has at most one render running and one queued: a burst
-    of changes costs two renders, and the last one shows the state after the last change.
-    """
-    flight = _flights.get(key)
-    if flight is None or (flight.task and flight.task.get_loop() is not asyncio.get_running_loop()):
-        if len(_flights) > RENDER_CACHE_SIZE:
-            _flights.clear()
-        flight = _flights[key] = _Flight()
-    if flight.task is not None and flight.started >= seen:
-        task = flight.task  # started after this event arrived: it shows this change
-    elif flight.task is None or flight.task.done():
-        task = _start(flight, render)
-    else:
-        if flight.next is None:
-            flight.next = asyncio.ensure_future(_after(flight, render))
-        task = flight.next
-    return await asyncio.shield(task)
-
-
-def _start(flight: _Flight, render) -> asyncio.Future:
-    flight.started = next(_arrival_numbers) - 1
-    flight.task = asyncio.ensure_future(database_sync_to_async(render)())
-    return flight.task
-
-
-async def _after(flight: _Flight, render) -> str:
-    with contextlib.suppress(Exception):
-        await asyncio.shield(flight.task)
-    flight.next = None
-    return await _start(flight, render)
+REFUSED = 4403  # the provider panel: not staff, nor an editor or producer of any drama
+PANEL = "dramas/provider_health.html#health-live"
 
 
 class ProgressConsumer(AsyncWebsocketConsumer):
@@ -171,7 +107,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         if time.monotonic() - self.checked_at > RECHECK_S and not await self.check_membership():
             await self.close(code=REVOKED)
             return
-        self.inbox.append((_arrival(message.get("id")), message))
+        self.inbox.append((arrival(message.get("id")), message))
         if self.pump is None:
             self.pump = asyncio.create_task(self.deliver())
         self.has_mail.set()
@@ -225,3 +161,34 @@ class ProgressConsumer(AsyncWebsocketConsumer):
 
 def _is_progress(message: dict) -> bool:
     return message.get("event") == "jobs.progress" and bool(message.get("id"))
+
+
+def render_panel() -> str:
+    return render_to_string(PANEL, {**provider_health.panel(), "oob": True}).strip()
+
+
+class HealthConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.joined = False
+        user = self.scope.get("user")
+        allowed = user is not None and await database_sync_to_async(can_see_provider_health)(
+            user=user
+        )
+        if not allowed:
+            await self.close(code=REFUSED)
+            return
+        await self.channel_layer.group_add(provider_health.GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+        await self.send(text_data=await database_sync_to_async(render_panel)())
+
+    async def disconnect(self, code) -> None:
+        if self.joined:
+            await self.channel_layer.group_discard(provider_health.GROUP, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        """The panel sends nothing; the htmx ws extension's messages are ignored."""
+
+    async def health_changed(self, message: dict) -> None:
+        html = await render_once(("health", message.get("id")), render_panel)
+        await self.send(text_data=html)
