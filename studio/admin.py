@@ -6,7 +6,6 @@ filters, search), so what finance sees on the summary is exactly the rows listed
 
 import csv
 
-from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import BadRequest, PermissionDenied
@@ -37,16 +36,6 @@ class PriceAdmin(admin.ModelAdmin):
     date_hierarchy = "effective_date"
 
 
-def drama_titles(ids) -> dict[int, str]:
-    """Titles of the dramas by id, when the dramas app is installed (the platform app does not
-    depend on it: the ledger keeps plain ids)."""
-    try:
-        drama = apps.get_model("dramas", "Drama")
-    except LookupError:
-        return {}
-    return dict(drama.objects.filter(id__in=[i for i in ids if i]).values_list("id", "title"))
-
-
 class DramaFilter(admin.SimpleListFilter):
     title = "drama"
     parameter_name = "drama_id"
@@ -58,7 +47,7 @@ class DramaFilter(admin.SimpleListFilter):
             .values_list("drama_id", flat=True)
             .distinct()
         )
-        titles = drama_titles(ids)
+        titles = costs.drama_titles(ids)
         return [("none", "No drama")] + [
             (str(i), f"#{i} {titles.get(i, '(deleted)')}") for i in ids
         ]
@@ -139,7 +128,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         usage = self.selection(request)
         groups = {by: costs.totals(usage=usage, by=by) for by in ("drama", "provider", "model")}
         days = costs.totals(usage=usage, by="day")
-        titles = drama_titles([t.key["drama_id"] for t in groups["drama"]])
+        titles = costs.drama_titles([t.key["drama_id"] for t in groups["drama"]])
         for item in groups["drama"]:
             drama_id = item.key["drama_id"]
             item.title = "No drama" if drama_id is None else titles.get(drama_id, "(deleted)")

@@ -3,12 +3,14 @@
 Every function takes a UsageRecord queryset (any selection: a drama, a filtered admin
 changelist, a day) and aggregates it in the database. Unknown costs (no price on the day of
 the call) are counted apart, never summed as 0. The platform app knows nothing of dramas, so
-groups "by drama" are by `drama_id`; the dramas app adds titles.
+groups "by drama" are by `drama_id`; the dramas app names them (`name_dramas`, from its
+AppConfig.ready), and without it the admin shows the ids alone.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -19,6 +21,22 @@ from django.utils import timezone
 from studio.models import Price, PriceKind
 from studio.providers.base import Usage
 from studio.providers.ledger import cost_usd
+
+# Ledger drama ids -> titles, as the domain app that owns dramas tells them (`name_dramas`).
+_drama_titles: Callable[[list[int]], dict[int, str]] | None = None
+
+
+def name_dramas(titles: Callable[[list[int]], dict[int, str]]) -> None:
+    """How the ledger's plain drama ids get their titles (called by the dramas app)."""
+    global _drama_titles
+    _drama_titles = titles
+
+
+def drama_titles(ids: Iterable[int | None]) -> dict[int, str]:
+    """Titles of the dramas by id; empty when no app names dramas (or none of them exists)."""
+    wanted = [i for i in ids if i]
+    return _drama_titles(wanted) if _drama_titles and wanted else {}
+
 
 # Group name -> the fields a row is grouped by (`day` is annotated, see `_grouped`).
 GROUPS: dict[str, tuple[str, ...]] = {
