@@ -31,7 +31,8 @@ from studio.models import UsageRecord
 from studio.providers.ledger import MemoryLedger, record_usage, usage_scope
 from studio.providers.openai_chat import ChatConfig, OpenAICompatibleChat
 from studio.providers.resilience import Guard, RetryPolicy
-from studio.providers.simulator import RouteFaults, SimConfig, simulator_thread
+from studio.providers.sim.server import simulator_thread
+from studio.providers.sim.state import RouteFaults, SimConfig
 
 MODELS = [("deepseek", "deepseek-chat"), ("openai", "gpt-4.1"), ("self-hosted", "my-llm")]
 DRAMAS = 5

@@ -10,7 +10,8 @@ from studio.providers.ledger import MemoryLedger
 from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
 from studio.providers.openai_chat import ChatConfig, OpenAICompatibleChat
 from studio.providers.resilience import CircuitBreaker, Guard, RetryPolicy
-from studio.providers.simulator import SimConfig, Simulator
+from studio.providers.sim.server import Simulator
+from studio.providers.sim.state import SimConfig
 from studio.providers.video_http import VideoConfig, VideoJobsHTTP
 
 API_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"

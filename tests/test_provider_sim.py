@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from studio.management.commands.provider_sim import build_config
-from studio.providers.simulator import RouteFaults, SimConfig, Simulator, simulator_thread
+from studio.providers.sim.server import Simulator, simulator_thread
+from studio.providers.sim.state import RouteFaults, SimConfig
 from tests.providers_support import running_sim
 
 MANAGE = Path(__file__).resolve().parent.parent / "manage.py"

@@ -10,8 +10,9 @@ from PIL import Image
 from studio.providers.base import CastMember, JobHandle, JobState, VideoRequest
 from studio.providers.errors import BadRequest, MalformedResponse
 from studio.providers.ledger import MemoryLedger
-from studio.providers.sim_jobs import STRANGER
-from studio.providers.simulator import SimConfig, Simulator
+from studio.providers.sim.jobs import STRANGER
+from studio.providers.sim.server import Simulator
+from studio.providers.sim.state import SimConfig
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
 from tests.providers_support import fast_guard, running_sim, video_for

@@ -12,6 +12,6 @@ Nothing here knows about dramas or characters (DESIGN.md §2): callers pass plai
   provider
 - `resilience.py` bucket, cap, breaker, retries, live stats; `ledger.py` usage and costs
 - `registry.py` the providers chosen by settings
-- `simulator.py`, `sim_http.py`, `sim_routes.py`, `sim_chat.py`, `sim_jobs.py` provider_sim
+- `sim/` provider_sim, the loopback vendor simulator (`sim/server.py`)
 - `bench.py` the `ratelimit` and `animatic` benchmarks
 """

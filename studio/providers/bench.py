@@ -234,7 +234,7 @@ def ratelimit(options: dict) -> dict:
 
 def _bench_request(seconds: float):
 
-    face = Path(__file__).resolve().parent / "sim_assets" / "stranger.jpg"
+    face = Path(__file__).resolve().parent / "sim" / "sim_assets" / "stranger.jpg"
     return VideoRequest(
         prompt="She slides the contract across the table; he reads the first page and goes pale.",
         duration_s=seconds,

@@ -2,7 +2,7 @@
 
 Point WRITER_BASE_URL at http://HOST:P/v1, VIDEO_BASE_URL at http://HOST:P/v1 and
 LIPSYNC_BASE_URL at http://HOST:P/v2. Fault rates apply to every route; per-route rates and
-scripted faults go through `POST /_sim/config` (see studio/providers/simulator.py).
+scripted faults go through `POST /_sim/config` (see studio/providers/sim/control.py).
 """
 
 import asyncio
@@ -10,7 +10,8 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from studio.providers.simulator import RouteFaults, SimConfig, Simulator
+from studio.providers.sim.server import Simulator
+from studio.providers.sim.state import RouteFaults, SimConfig
 
 # option -> RouteFaults field
 FAULT_OPTIONS = {

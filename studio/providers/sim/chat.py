@@ -2,7 +2,7 @@
 
 A chapter brief (writer.brief_messages) is answered with the offline writer's script, so the LLM
 path can be exercised end to end; anything else with an echo. Scripted replies
-(`Simulator.queue_replies`) come first: fenced or chatty JSON, broken scripts, empty answers or
+(`SimState.queue_replies`) come first: fenced or chatty JSON, broken scripts, empty answers or
 answers cut at max_tokens (finish reason "length"), as real models send them. Usage counts
 about four characters a token, and a system prompt seen before counts as cached (prompt
 caching).
@@ -14,14 +14,11 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING
 
 from studio.providers.local_writer import draft_script
-from studio.providers.sim_http import Request, Response, error_response
+from studio.providers.sim.http import Request, Response, error_response
+from studio.providers.sim.state import SimState
 from studio.providers.writer import brief_from_messages
-
-if TYPE_CHECKING:
-    from studio.providers.simulator import Simulator
 
 PIECE_CHARS = 24
 
@@ -41,7 +38,7 @@ def _reply(messages: list, body: dict) -> str:
     return f"Simulated answer to: {last[:200]}"
 
 
-def _usage(sim: Simulator, messages: list, text: str) -> dict:
+def _usage(sim: SimState, messages: list, text: str) -> dict:
     prompt = max(1, sum(len(str(m.get("content", ""))) for m in messages) // 4)
     system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
     cached = 0
@@ -63,7 +60,7 @@ def _usage(sim: Simulator, messages: list, text: str) -> dict:
     return usage
 
 
-async def chat(sim: Simulator, request: Request, fault: str) -> Response:
+async def chat(sim: SimState, request: Request, fault: str) -> Response:
     try:
         body = request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -103,7 +100,7 @@ async def chat(sim: Simulator, request: Request, fault: str) -> Response:
     )
 
 
-async def _sse(sim: Simulator, request_id, model, text, usage, fault, finish="stop"):
+async def _sse(sim: SimState, request_id, model, text, usage, fault, finish="stop"):
     base = {
         "id": request_id,
         "object": "chat.completion.chunk",

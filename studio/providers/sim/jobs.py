@@ -18,16 +18,13 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 
 from studio.providers.animatic import RenderOptions, render_animatic
 from studio.providers.base import CastMember, VideoRequest
-from studio.providers.sim_http import Request, Response, error_response
-
-if TYPE_CHECKING:
-    from studio.providers.simulator import Simulator
+from studio.providers.sim.http import Request, Response, error_response
+from studio.providers.sim.state import SimState
 
 STRANGER = Path(__file__).resolve().parent / "sim_assets" / "stranger.jpg"
 
@@ -35,7 +32,7 @@ STRANGER = Path(__file__).resolve().parent / "sim_assets" / "stranger.jpg"
 # --- jobs shared by video and lip sync ---------------------------------------------------------
 
 
-def _new_job(sim: Simulator, kind: str, key: str, **values) -> dict:
+def _new_job(sim: SimState, kind: str, key: str, **values) -> dict:
     job_id = f"{'video' if kind == 'video' else 'ls'}_{len(sim.jobs) + 1:06d}"
     drift = random.Random(f"{sim.config.seed}:{key or job_id}").random() < sim.config.drift_rate
     job = {
@@ -55,18 +52,18 @@ def _new_job(sim: Simulator, kind: str, key: str, **values) -> dict:
     return job
 
 
-def _existing(sim: Simulator, kind: str, request: Request) -> tuple[str, dict | None]:
+def _existing(sim: SimState, kind: str, request: Request) -> tuple[str, dict | None]:
     key = request.headers.get("idempotency-key", "")
     job_id = sim.jobs_by_key.get((kind, key)) if key else None
     return key, sim.jobs.get(job_id) if job_id else None
 
 
-def _phase(sim: Simulator, job: dict) -> float:
+def _phase(sim: SimState, job: dict) -> float:
     return (time.monotonic() - job["created"]) / max(sim.config.job_s, 1e-6)
 
 
 def _render_clip(
-    sim: Simulator, *, seconds: float, size: tuple[int, int], face: bytes | None, prompt: str
+    sim: SimState, *, seconds: float, size: tuple[int, int], face: bytes | None, prompt: str
 ) -> bytes:
     scale = min(1.0, sim.config.video_max_side / max(size))
     width, height = (max(int(side * scale) // 2 * 2, 2) for side in size)
@@ -89,7 +86,7 @@ def _render_clip(
         return Path(path).read_bytes()
 
 
-async def _content(sim: Simulator, job: dict, *, face: bytes | None) -> bytes:
+async def _content(sim: SimState, job: dict, *, face: bytes | None) -> bytes:
     async with job["lock"]:
         if job["content"] is None:
             if job["drift"]:
@@ -108,7 +105,7 @@ async def _content(sim: Simulator, job: dict, *, face: bytes | None) -> bytes:
 # --- video -------------------------------------------------------------------------------------
 
 
-def _video_json(sim: Simulator, job: dict) -> dict:
+def _video_json(sim: SimState, job: dict) -> dict:
     phase = _phase(sim, job)
     data = {
         "id": job["id"],
@@ -137,7 +134,7 @@ def _video_json(sim: Simulator, job: dict) -> dict:
     return data | {"status": "completed", "progress": 100}
 
 
-async def video_create(sim: Simulator, request: Request, fault: str) -> Response:
+async def video_create(sim: SimState, request: Request, fault: str) -> Response:
     key, job = _existing(sim, "video", request)
     if job is not None:
         return Response.of_json(_video_json(sim, job))
@@ -164,17 +161,17 @@ async def video_create(sim: Simulator, request: Request, fault: str) -> Response
     return Response.of_json(_video_json(sim, job))
 
 
-def _video_job(sim: Simulator, video_id: str) -> dict | None:
+def _video_job(sim: SimState, video_id: str) -> dict | None:
     job = sim.jobs.get(video_id)
     return None if job is None or job["kind"] != "video" or job["deleted"] else job
 
 
-async def video_get(sim: Simulator, request: Request, fault: str, video_id: str) -> Response:
+async def video_get(sim: SimState, request: Request, fault: str, video_id: str) -> Response:
     job = _video_job(sim, video_id)
     return Response.of_json(_video_json(sim, job)) if job else error_response(404, "no such video")
 
 
-async def video_content(sim: Simulator, request: Request, fault: str, video_id: str):
+async def video_content(sim: SimState, request: Request, fault: str, video_id: str):
     job = _video_job(sim, video_id)
     if job is None:
         return error_response(404, "no such video")
@@ -184,7 +181,7 @@ async def video_content(sim: Simulator, request: Request, fault: str, video_id: 
     return Response(200, body, {"content-type": "video/mp4"})
 
 
-async def video_delete(sim: Simulator, request: Request, fault: str, video_id: str):
+async def video_delete(sim: SimState, request: Request, fault: str, video_id: str):
     job = _video_job(sim, video_id)
     if job is None:
         return error_response(404, "no such video")
@@ -203,7 +200,7 @@ def _probe_seconds(data: bytes) -> float:
         return float(container.duration or 0) / 1_000_000
 
 
-def _lipsync_json(sim: Simulator, job: dict) -> dict:
+def _lipsync_json(sim: SimState, job: dict) -> dict:
     phase = _phase(sim, job)
     data = {
         "id": job["id"],
@@ -229,7 +226,7 @@ def _lipsync_json(sim: Simulator, job: dict) -> dict:
     }
 
 
-async def lipsync_create(sim: Simulator, request: Request, fault: str) -> Response:
+async def lipsync_create(sim: SimState, request: Request, fault: str) -> Response:
     key, job = _existing(sim, "lipsync", request)
     if job is not None:
         return Response.of_json(_lipsync_json(sim, job))
@@ -272,14 +269,14 @@ async def lipsync_create(sim: Simulator, request: Request, fault: str) -> Respon
     return Response.of_json(_lipsync_json(sim, job))
 
 
-async def lipsync_get(sim: Simulator, request: Request, fault: str, job_id: str) -> Response:
+async def lipsync_get(sim: SimState, request: Request, fault: str, job_id: str) -> Response:
     job = sim.jobs.get(job_id)
     if job is None or job["kind"] != "lipsync":
         return error_response(404, "no such job")
     return Response.of_json(_lipsync_json(sim, job))
 
 
-async def lipsync_output(sim: Simulator, request: Request, fault: str, job_id: str):
+async def lipsync_output(sim: SimState, request: Request, fault: str, job_id: str):
     job = sim.jobs.get(job_id)
     if job is None or _lipsync_json(sim, job)["status"] != "COMPLETED":
         return error_response(404, "no such output")
@@ -290,7 +287,7 @@ async def lipsync_output(sim: Simulator, request: Request, fault: str, job_id: s
     return Response(200, await _content(sim, job, face=None), {"content-type": "video/mp4"})
 
 
-async def output_redirect(sim: Simulator, request: Request, fault: str, job_id: str):
+async def output_redirect(sim: SimState, request: Request, fault: str, job_id: str):
     """Send the download on to "localhost": another host name than the API's 127.0.0.1."""
     target = sim.url.replace("127.0.0.1", "localhost") + f"/_sim/files/{job_id}.mp4"
     return Response(302, b"", {"location": target})
