@@ -18,7 +18,7 @@ from dramas.takes import PRIORITIES, RENDER
 from dramas.takes_display import attach_jobs, latest_takes
 from studio.health import WORKER_STALE_AFTER_S
 from studio.jobs import selectors
-from studio.jobs.models import ACTIVE
+from studio.jobs.models import ACTIVE, Job, JobStatus
 
 # `scene`: the scene page and its take pages; the consumer's `chapter` parameter carries the
 # scene's id there (it passes one id through).
@@ -29,6 +29,7 @@ EDITOR = "dramas/chapter_editor.html"
 TAKES = "dramas/take_parts.html"
 FORMS = "dramas/scene_takes.html"
 TAKES_SHOWN = 60  # the scene and take pages follow this many of the scene's takes
+ACTIVE_SCAN_LIMIT = 500  # queued and running jobs read to place them on the board's tiles
 
 
 def queue_context(*, drama: Drama, can_edit: bool) -> dict:
@@ -42,9 +43,33 @@ def queue_context(*, drama: Drama, can_edit: bool) -> dict:
     }
 
 
+def job_scene_ids(job: Job) -> list[int]:
+    """The scenes a job works on, as its payload names them: a render names its scene
+    (`scene_id`), a script check the chapter's scenes (`scene_ids`)."""
+    payload = job.payload if isinstance(job.payload, dict) else {}
+    ids = payload.get("scene_ids") or [payload.get("scene_id")]
+    return [value for value in ids if isinstance(value, int)]
+
+
+def active_jobs_by_scene(*, drama_id: int) -> dict[int, Job]:
+    """The job to show on each scene's tile: running before queued, then the furthest along."""
+    jobs = Job.objects.filter(drama_id=drama_id, status__in=ACTIVE).order_by("id")
+    by_scene: dict[int, Job] = {}
+    for job in jobs[:ACTIVE_SCAN_LIMIT]:
+        for scene_id in job_scene_ids(job):
+            shown = by_scene.get(scene_id)
+            if shown is None or _rank(job) > _rank(shown):
+                by_scene[scene_id] = job
+    return by_scene
+
+
+def _rank(job: Job) -> tuple:
+    return (job.status == JobStatus.RUNNING, job.progress)
+
+
 def attach_scene_jobs(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
     """Give each scene `live_job`: the queued or running job working on it, if any."""
-    by_scene = selectors.active_jobs_by_scene(drama_id=drama.id)
+    by_scene = active_jobs_by_scene(drama_id=drama.id)
     for scene in scenes:
         scene.live_job = by_scene.get(scene.id)
     return scenes
@@ -166,14 +191,14 @@ def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
         )
         return _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit) if writing else ""
     if view == "scene":
-        ours = any(job.kind == RENDER and chapter_id in job.scene_ids for job in jobs)
+        ours = any(job.kind == RENDER and chapter_id in job_scene_ids(job) for job in jobs)
         return _takes(drama=drama, scene_id=chapter_id) if ours else ""
     if view == "queue":
         return "".join(
             _oob(QUEUE, "job-row", {"drama": drama, "can_edit": can_edit, "job": job})
             for job in jobs
         )
-    scene_ids = {scene_id for job in jobs for scene_id in job.scene_ids}
+    scene_ids = {scene_id for job in jobs for scene_id in job_scene_ids(job)}
     tiles = _tiles(drama=drama, chapter_id=chapter_id, scene_ids=scene_ids)
     return _scene_bars(drama=drama, tiles=tiles)
 

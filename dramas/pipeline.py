@@ -24,7 +24,7 @@ from characters.consistency import score_frame
 from dramas import pipeline_db as db
 from dramas.models import TakeStatus
 from dramas.sampling import sample_frames
-from dramas.takes import JOB_ATTEMPTS, RENDER, take_set
+from dramas.takes import JOB_ATTEMPTS, RENDER, take_set, take_settled
 from studio.jobs.registry import LeaseLost, PermanentError, Release, register
 from studio.media import local_path
 from studio.providers import registry
@@ -254,7 +254,7 @@ def _now():
     return timezone.now()
 
 
-@register(RENDER, max_attempts=JOB_ATTEMPTS)
+@register(RENDER, max_attempts=JOB_ATTEMPTS, on_settled=take_settled)
 async def take_render(ctx) -> dict:
     info = await _db(db.load)(take_id=ctx.payload["take_id"])
     if info is None:

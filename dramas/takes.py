@@ -28,7 +28,8 @@ from dramas.models import (
     Verdict,
 )
 from studio import events
-from studio.jobs.models import Job
+from studio.jobs.models import Job, JobStatus
+from studio.jobs.registry import Settled
 from studio.jobs.services import job_cancel, job_enqueue
 from studio.models import UsageRecord
 from studio.providers import registry
@@ -239,14 +240,31 @@ def take_enqueue(
 
 
 def take_cancel(*, take: Take) -> Take:
+    """Cancel the take's render: a queued one at once, a running one within a second (the
+    take settles with its job, `take_settled`)."""
     job = Job.objects.filter(id=take.job_id).first() if take.job_id else None
     if job is None or job.status not in ("queued", "running"):
         raise ValidationError("This take is not rendering.")
     job_cancel(job=job)
-    if job.status == "cancelled":  # it was queued: no worker will tell the take
-        take_set(take_id=take.id, status=TakeStatus.CANCELLED, note="Cancelled by a user.")
     take.refresh_from_db()
     return take
+
+
+def take_settled(job: Job, settled: Settled) -> None:
+    """The render job of a take ended (the engine's settle hook, in the transaction that ends
+    it): a take still on its way ends with it, saying why, whoever ended the job (its worker,
+    the reaper, a user cancelling it from the queue page or the take)."""
+    take_id = job.payload.get("take_id") if isinstance(job.payload, dict) else None
+    take = Take.objects.filter(id=take_id).first() if isinstance(take_id, int) else None
+    if take is None or not take.active:
+        return
+    if settled.status == JobStatus.CANCELLED:
+        take_set(take_id=take.id, status=TakeStatus.CANCELLED, note="Cancelled by a user.")
+    elif settled.status == JobStatus.FAILED:
+        reason = settled.error or "The render job failed."
+        take_set(
+            take_id=take.id, status=TakeStatus.FAILED, error=take.error or reason, note="Failed"
+        )
 
 
 def take_set(*, take_id: int, **fields) -> None:

@@ -1,9 +1,10 @@
 """Provider health across processes: workers publish their guards' state, the panel reads it.
 
 A provider's breaker, token bucket and latency window live in the process that calls it
-(studio/providers/resilience.py). Each job worker runs `publish_loop`, which every
-`PROVIDER_HEALTH_PUBLISH_S` seconds saves its guards' snapshots as ProviderHealth rows and
-tells the `provider-health` channel group, whose consumers re-render the panel. A row older
+(studio/providers/resilience.py). Each job worker runs `publish_loop` (a worker companion,
+registered in studio/apps.py), which every `PROVIDER_HEALTH_PUBLISH_S` seconds saves its
+guards' snapshots as ProviderHealth rows and tells the `provider-health` channel group, whose
+consumers re-render the panel. A row older
 than `STALE_AFTER_S` is shown as stale with its age: its worker stopped reporting.
 """
 

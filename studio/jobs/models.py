@@ -78,13 +78,6 @@ class Job(models.Model):
         """Seconds until a queued job may run (a retry's backoff), 0 when it is due."""
         return max(0.0, (self.run_after - timezone.now()).total_seconds())
 
-    @property
-    def scene_ids(self) -> list[int]:
-        """Scenes the job works on, when its payload names them (`scene_id` / `scene_ids`)."""
-        payload = self.payload if isinstance(self.payload, dict) else {}
-        ids = payload.get("scene_ids") or [payload.get("scene_id")]
-        return [value for value in ids if isinstance(value, int)]
-
 
 class QueuePause(models.Model):
     """A row per paused drama queue: its queued jobs are not claimed until it is removed."""

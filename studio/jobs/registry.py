@@ -13,22 +13,42 @@ Exceptions decide what happens next: an error with `retryable = False` (or `Perm
 fails the job at once; any other error retries with backoff (honouring `retry_after_s`) until
 the attempts run out. `asyncio.CancelledError` arrives when a user cancels the job or the worker
 shuts down: cancel remote work there if the provider allows, then re-raise.
+
+The domain learns that a job ended through its settle hook, `on_settled(job, settled)`: a
+synchronous function the engine calls inside the transaction that marks the job succeeded,
+failed or cancelled, whoever settles it (the worker after an attempt, the reaper for a job
+whose worker died, a user cancelling a queued job, the retry limit), so what the job worked on
+is never left behind. It must not raise; if it does, the job settles anyway and the error is
+logged and added to the job's last error.
+
+Companions are coroutines every worker runs beside its jobs while it lives (for example the
+providers' health publisher): `async def companion(*, process: str, db)`, where `db(fn, **kw)`
+runs a synchronous database function on the worker's database thread.
 """
 
 import asyncio
 import importlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils.module_loading import autodiscover_modules
 
 from studio.events import Throttle
 
+if TYPE_CHECKING:
+    from studio.jobs.models import Job
+
+log = logging.getLogger(__name__)
+
 HandlerFn = Callable[["JobContext"], Awaitable[Any]]
+SettleHook = Callable[["Job", "Settled"], None]
+Companion = Callable[..., Awaitable[None]]
 
 
 class PermanentError(Exception):
@@ -55,19 +75,35 @@ class LeaseLost(Exception):
 
 
 @dataclass(frozen=True)
+class Settled:
+    """How a job ended, as its settle hook hears it."""
+
+    status: str  # succeeded, failed or cancelled (JobStatus values)
+    by: str  # worker, reaper or user
+    error: str = ""  # why it failed or was cancelled, as the queue page shows it
+    result: Any = None
+
+
+@dataclass(frozen=True)
 class Handler:
     name: str
     fn: HandlerFn
     max_attempts: int | None = None
     timeout_s: float | None = None
+    on_settled: SettleHook | None = None
 
 
 _handlers: dict[str, Handler] = {}
+_companions: dict[str, Companion] = {}
 _loaded = False
 
 
 def register(
-    name: str, *, max_attempts: int | None = None, timeout_s: float | None = None
+    name: str,
+    *,
+    max_attempts: int | None = None,
+    timeout_s: float | None = None,
+    on_settled: SettleHook | None = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
     def decorate(fn: HandlerFn) -> HandlerFn:
         if not inspect.iscoroutinefunction(fn):
@@ -79,7 +115,7 @@ def register(
             fn.__qualname__,
         ):
             raise ValueError(f"Job kind {name!r} is already registered by {known.fn.__module__}.")
-        _handlers[name] = Handler(name, fn, max_attempts, timeout_s)
+        _handlers[name] = Handler(name, fn, max_attempts, timeout_s, on_settled)
         return fn
 
     return decorate
@@ -87,6 +123,33 @@ def register(
 
 def get(name: str) -> Handler | None:
     return _handlers.get(name)
+
+
+def settle_hook(job: "Job", settled: Settled) -> str:
+    """Run the job kind's settle hook, if it has one, in a savepoint of the caller's
+    transaction. Returns "" or what went wrong (the hook's writes are then rolled back)."""
+    handler = _handlers.get(job.kind)
+    if handler is None or handler.on_settled is None:
+        return ""
+    try:
+        with transaction.atomic():
+            handler.on_settled(job, settled)
+    except Exception as error:
+        log.exception("The settle hook of %s #%s failed", job.kind, job.id)
+        return f"Settling what it worked on failed: {type(error).__name__}: {error}"[:500]
+    return ""
+
+
+def register_companion(name: str, companion: Companion) -> None:
+    """Run `companion(process=..., db=...)` beside the jobs of every worker of this process
+    (registering the same name again replaces it)."""
+    if not inspect.iscoroutinefunction(companion):
+        raise TypeError(f"Worker companion {name!r} must be an async function.")
+    _companions[name] = companion
+
+
+def companions() -> dict[str, Companion]:
+    return dict(_companions)
 
 
 def kinds() -> list[str]:

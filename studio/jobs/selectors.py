@@ -1,4 +1,4 @@
-"""Read-only queries for the queue page, the board and the live consumer."""
+"""Read-only queries over jobs and workers: queue summaries and sections, worker heartbeats."""
 
 from dataclasses import dataclass
 from datetime import timedelta
@@ -6,10 +6,9 @@ from datetime import timedelta
 from django.db.models import Count
 from django.utils import timezone
 
-from studio.jobs.models import ACTIVE, Job, JobStatus, QueuePause, WorkerBeat
+from studio.jobs.models import Job, JobStatus, QueuePause, WorkerBeat
 
 SECTION_LIMIT = 50
-ACTIVE_SCAN_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -69,24 +68,8 @@ def queue_sections(*, drama_id: int, limit: int = SECTION_LIMIT) -> list[Section
     ]
 
 
-def active_jobs_by_scene(*, drama_id: int) -> dict[int, Job]:
-    """The job to show on each scene's tile: running before queued, then the furthest along."""
-    jobs = Job.objects.filter(drama_id=drama_id, status__in=ACTIVE).order_by("id")
-    by_scene: dict[int, Job] = {}
-    for job in jobs[:ACTIVE_SCAN_LIMIT]:
-        for scene_id in job.scene_ids:
-            shown = by_scene.get(scene_id)
-            if shown is None or _rank(job) > _rank(shown):
-                by_scene[scene_id] = job
-    return by_scene
-
-
 def jobs_for_drama(*, drama_id: int, ids) -> list[Job]:
     return list(Job.objects.filter(drama_id=drama_id, id__in=list(ids)))
-
-
-def _rank(job: Job) -> tuple:
-    return (job.status == JobStatus.RUNNING, job.progress)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from studio import events
-from studio.jobs import registry
+from studio.jobs import registry, store
 from studio.jobs.models import Job, JobStatus, QueuePause
+from studio.jobs.registry import Settled
 from studio.jobs.worker import notify
 
 CHANGED = "jobs.changed"
@@ -51,9 +52,13 @@ def job_enqueue(
 @transaction.atomic
 def job_cancel(*, job: Job) -> Job:
     """A queued job is cancelled at once; a running one is cancelled by its worker within 1 s."""
+    error = "Cancelled by a user."
     cancelled = Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now(), last_error="Cancelled by a user."
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), last_error=error
     )
+    if cancelled:
+        registry.load()
+        store.tell_settled(job_id=job.id, settled=Settled(JobStatus.CANCELLED, "user", error))
     requested = cancelled or Job.objects.filter(id=job.id, status=JobStatus.RUNNING).update(
         cancel_requested=True, progress_note="Cancelling…"
     )

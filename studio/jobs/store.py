@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from studio import events
 from studio.jobs.models import Job, JobStatus, QueuePause, WorkerBeat
+from studio.jobs.registry import Settled, settle_hook
 
 CHANGED = "jobs.changed"
 
@@ -107,7 +108,27 @@ def _settle(*, owner: str, job: Claimed, outcome: Outcome, now: datetime) -> boo
             changes |= {"attempts": F("attempts") - 1, "progress_note": note}
         case _:  # lost: the row is no longer ours to write
             return False
-    return ours.update(**changes, **free) == 1
+    if ours.update(**changes, **free) != 1:
+        return False
+    if changes["status"] in FINAL:
+        settled = Settled(
+            status=changes["status"], by="worker", error=outcome.error, result=outcome.result
+        )
+        tell_settled(job_id=job.id, settled=settled)
+    return True
+
+
+FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def tell_settled(*, job_id: int, settled: Settled) -> None:
+    """The job just ended, in the caller's transaction: its kind's settle hook settles what it
+    worked on. A failing hook leaves its reason on the job (the job's own end stands)."""
+    job = Job.objects.get(id=job_id)
+    problem = settle_hook(job, settled)
+    if problem:
+        note = f"{job.last_error} ({problem})" if job.last_error else problem
+        Job.objects.filter(id=job_id).update(last_error=note)
 
 
 def _claim(*, owner: str, limit: int, lease_s: float, now: datetime) -> list[Claimed]:
@@ -206,17 +227,16 @@ def reap() -> int:
         for job_id, drama_id, attempts, max_attempts, cancel_requested in expired:
             row = Job.objects.filter(id=job_id, status=JobStatus.RUNNING)
             if cancel_requested:
-                row.update(status=JobStatus.CANCELLED, finished_at=now, **free)
+                error = "Cancelled by a user; its worker had stopped responding."
+                row.update(status=JobStatus.CANCELLED, finished_at=now, last_error=error, **free)
+                tell_settled(job_id=job_id, settled=Settled(JobStatus.CANCELLED, "reaper", error))
             elif attempts >= max_attempts:
-                row.update(
-                    status=JobStatus.FAILED,
-                    finished_at=now,
-                    last_error=(
-                        f"Gave up after {attempts} attempts: the worker running it stopped "
-                        "responding (its lease expired)."
-                    ),
-                    **free,
+                error = (
+                    f"Gave up after {attempts} attempts: the worker running it stopped "
+                    "responding (its lease expired)."
                 )
+                row.update(status=JobStatus.FAILED, finished_at=now, last_error=error, **free)
+                tell_settled(job_id=job_id, settled=Settled(JobStatus.FAILED, "reaper", error))
             else:
                 row.update(
                     status=JobStatus.QUEUED,

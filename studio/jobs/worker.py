@@ -7,6 +7,8 @@
   cancelled job's task is cancelled within a second; a job whose lease was taken back is
   cancelled too, so it never runs twice at once.
 - A reap loop requeues jobs whose lease expired (their worker died).
+- Companions registered by other parts of the studio (registry.register_companion) run beside
+  the jobs for as long as the worker does.
 - Errors retry with capped exponential backoff and full jitter, honouring `retry_after_s`;
   errors with `retryable = False` fail at once; exhausted attempts fail with the last error.
 - `stop()` (SIGTERM) stops claiming, lets running jobs finish or checkpoint for `grace_s`
@@ -34,7 +36,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from studio import events, health, provider_health
+from studio import events, health
 from studio.jobs import registry, store
 from studio.jobs.registry import JobContext, LeaseLost, Release
 from studio.jobs.store import Claimed, Outcome
@@ -133,8 +135,11 @@ class Worker:
             asyncio.create_task(self._beat_loop()),
             asyncio.create_task(self._watch_loop()),
             asyncio.create_task(self._reap_loop()),
-            # This process's breakers and buckets, for the provider health panel.
-            asyncio.create_task(provider_health.publish_loop(process=self.owner, db=self._db)),
+            # What other parts of the studio run beside the jobs (registry.register_companion).
+            *(
+                asyncio.create_task(companion(process=self.owner, db=self._db), name=name)
+                for name, companion in registry.companions().items()
+            ),
         ]
         log.info("Job worker %s started (concurrency %d)", self.owner, self.config.concurrency)
         try:
