@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from characters import faces
-from characters.bench import compose_frame, head_and_shoulders
+from characters.bench.consistency import compose_frame, head_and_shoulders
 from tests.factories import FACES_DIR
 
 IDENTITIES = {

@@ -170,7 +170,7 @@ def create_board(*, owner=None, scenes: int) -> dict:
     """A drama (owned by `owner`) with one chapter of `scenes` scenes and three takes each, in
     every state the board shows: frames, reviews, approvals, jobs, failures, booked usage. The
     data of `manage.py bench page`, inserted in bulk. Returns the drama, chapter and counts."""
-    from dramas.bench import build_board
+    from dramas.bench.page import build_board
 
     return build_board(owner=owner or create_user(), scenes=scenes)
 

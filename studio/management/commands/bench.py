@@ -1,42 +1,49 @@
 """`python manage.py bench NAME [--json]`: run one benchmark and print its figures.
 
-Each benchmark is a function `run(options) -> dict` in its own module, registered below by
-name. With --json the last line printed is one JSON object, for scripts and BENCHMARKS.md.
+Benchmarks are found in the installed apps' `bench` packages, each naming its own in
+`BENCHMARKS` ({name: "module:function"}, see studio/bench). With --json the last line printed
+is one JSON object, for scripts and BENCHMARKS.md.
 """
 
 import importlib
 import json as jsonlib
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import module_has_submodule
 
-BENCHMARKS: dict[str, str] = {
-    # name: "module:function"
-    "consistency": "characters.bench:consistency",
-    "ratelimit": "studio.providers.bench:ratelimit",
-    "animatic": "studio.providers.bench:animatic",
-    "queue": "studio.jobs.bench:queue",
-    "fanout": "studio.fanout_bench:fanout",
-    "costs": "studio.costs_bench:costs",
-    "page": "dramas.bench:page",
-}
+
+def benchmarks() -> dict[str, str]:
+    """Every installed app's benchmarks, {name: "module:function"}; names are unique."""
+    found: dict[str, str] = {}
+    for app in apps.get_app_configs():
+        if not module_has_submodule(app.module, "bench"):
+            continue
+        table = getattr(importlib.import_module(f"{app.name}.bench"), "BENCHMARKS", {})
+        for name, target in table.items():
+            if name in found:
+                raise CommandError(f"Two apps name a benchmark {name!r}: {found[name]}, {target}")
+            found[name] = target
+    return found
 
 
 class Command(BaseCommand):
     help = "Run a benchmark by name and print its figures (last line JSON with --json)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("name", help=f"one of: {', '.join(sorted(BENCHMARKS)) or 'none'}")
+        parser.add_argument("name", help=f"one of: {', '.join(sorted(benchmarks())) or 'none'}")
         parser.add_argument("--json", action="store_true", help="print one JSON object last")
         parser.add_argument(
             "--quick", action="store_true", help="a smaller load, for smoke tests of the bench"
         )
 
     def handle(self, *args, name: str, json: bool, quick: bool, **options) -> None:
-        if name not in BENCHMARKS:
+        known = benchmarks()
+        if name not in known:
             raise CommandError(
-                f"Unknown benchmark {name!r}; choose one of: {', '.join(sorted(BENCHMARKS))}."
+                f"Unknown benchmark {name!r}; choose one of: {', '.join(sorted(known))}."
             )
-        module_name, function_name = BENCHMARKS[name].split(":")
+        module_name, function_name = known[name].split(":")
         run = getattr(importlib.import_module(module_name), function_name)
         figures = run({"quick": quick, "stdout": self.stdout})
         if json:

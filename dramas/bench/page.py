@@ -9,11 +9,11 @@ locked), takes rendering and queued with their jobs, failed takes, a scene rewri
 and booked usage. Media files are named, not written: the board only links to them.
 
 Logged in as the drama's producer (who sees the most: spend bar, estimates, every button), each
-page is loaded through Django's test client and the real view, `RUNS` times after one warm-up
-load: the drama board, the board's live snapshot (the first message its websocket receives on
-connect: queue summary and every tile's take and job bar), and, for comparison, the chapter
-editor and the queue page. Figures: SQL statements per load (CaptureQueriesContext) and wall
-time p50 / p95 / max in ms, for both sizes.
+page is loaded through the studio's request stack and the real view (studio.bench.harness),
+`RUNS` times after one warm-up load: the drama board, the board's live snapshot (the first
+message its websocket receives on connect: queue summary and every tile's take and job bar),
+and, for comparison, the chapter editor and the queue page. Figures: SQL statements per load
+and wall time p50 / p95 / max in ms, for both sizes.
 
 Target: the board in at most 20 queries, the same number for both sizes.
 """
@@ -24,9 +24,6 @@ import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,7 +44,7 @@ from dramas.models import (
     Verdict,
 )
 from dramas.takes import RENDER
-from studio.benchmarks import percentile, scratch_database
+from studio.bench.harness import Browser, count_queries, percentile, scratch_database
 from studio.jobs.models import Job, JobStatus
 from studio.models import UsageRecord
 
@@ -78,7 +75,7 @@ def page(options: dict) -> dict:
     say = options["stdout"].write
     load_before = os.getloadavg()[0]
     figures: dict = {"load_average_1min_before": round(load_before, 2)}
-    with scratch_database() as vendor, override_settings(ALLOWED_HOSTS=["*"]):
+    with scratch_database() as vendor:
         figures["database"] = vendor
         figures["runs"] = runs
         for label, scenes in sizes.items():
@@ -86,10 +83,8 @@ def page(options: dict) -> dict:
             world = build_board(owner=user, scenes=scenes)
             figures[f"{label}_scenes"] = scenes
             figures[f"{label}_takes"] = world["takes"]
-            client = Client()
-            client.force_login(user)
             drama, chapter = world["drama"], world["chapter"]
-            for name, load in _pages(client, drama=drama, chapter=chapter).items():
+            for name, load in _pages(Browser(user), drama=drama, chapter=chapter).items():
                 queries, times = _measure(load, runs=runs)
                 figures[f"{label}_{name}_queries"] = queries
                 figures[f"{label}_{name}_p50_ms"] = round(statistics.median(times) * 1000, 1)
@@ -104,19 +99,19 @@ def page(options: dict) -> dict:
     figures["target_queries"] = TARGET_QUERIES
     figures["board_queries_constant"] = board == figures["baseline_board_queries"]
     figures["meets_targets"] = board <= TARGET_QUERIES and figures["board_queries_constant"]
-    figures["measured"] = "Django test client + real views + template rendering; no network"
+    figures["measured"] = "WSGI request stack + real views + template rendering; no network"
     return figures
 
 
-def _pages(client: Client, *, drama: Drama, chapter) -> dict:
+def _pages(browser: Browser, *, drama: Drama, chapter) -> dict:
     """Each measured load: a function returning the HTML (raises on anything but a 200)."""
 
     def get(url: str):
         def load() -> str:
-            response = client.get(url)
-            if response.status_code != 200:
-                raise RuntimeError(f"{url} answered {response.status_code}")
-            return response.content.decode()
+            page = browser.get(url)
+            if page.status != 200:
+                raise RuntimeError(f"{url} answered {page.status}")
+            return page.body.decode()
 
         return load
 
@@ -136,11 +131,11 @@ def _measure(load, *, runs: int) -> tuple[int, list[float]]:
     load()  # warm-up: template loading, first-use imports
     times, counts = [], set()
     for _ in range(runs):
-        with CaptureQueriesContext(connection) as captured:
+        with count_queries() as counted:
             started = time.perf_counter()
             load()
             times.append(time.perf_counter() - started)
-        counts.add(len(captured))
+        counts.add(counted.queries)
     if len(counts) != 1:
         raise RuntimeError(f"the query count changed between loads: {sorted(counts)}")
     return counts.pop(), times

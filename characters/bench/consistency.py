@@ -21,7 +21,7 @@ from characters.consistency import SHIPPED_THRESHOLD, CharacterProfile, mean_pro
 from studio.cpu import cpu_pool, cpu_workers
 
 # The portraits ship once, with the demo drama; this only reads the files.
-PORTRAITS = Path(__file__).resolve().parent.parent / "dramas" / "demo" / "faces"
+PORTRAITS = Path(__file__).resolve().parents[2] / "dramas" / "demo" / "faces"
 FRAME_SIZE = (1280, 720)
 FACE_WIDTH = 200  # px in the full frame: 100 px in the 640 px detection copy
 CAST = {"Marcus": ["obama.jpg", "obama2.jpg"], "Ada": ["grace_hopper.jpg"]}

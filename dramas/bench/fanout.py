@@ -18,11 +18,11 @@ import time
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from dramas.models import Drama, Membership, Role
-from studio.benchmarks import percentile, scratch_database
+from studio.bench.harness import percentile, scratch_database, session_for
 from studio.jobs import store
 from studio.jobs.models import Job, JobStatus
 
@@ -90,11 +90,7 @@ def _world(events: int) -> tuple[int, list[int], list[str]]:
         )
         for n in range(events)
     )
-    cookies = []
-    for user in (editor, viewer):
-        client = Client()
-        client.force_login(user)
-        cookies.append(client.cookies["sessionid"].value)
+    cookies = [session_for(user) for user in (editor, viewer)]
     return drama.id, [job.id for job in jobs], cookies
 
 
@@ -107,7 +103,7 @@ async def _run(*, drama_id: int, job_ids: list[int], cookies: list[str], clients
         headers = [
             (b"origin", b"http://localhost"),
             (b"host", b"localhost"),
-            (b"cookie", f"sessionid={cookies[n % 2]}".encode()),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookies[n % 2]}".encode()),
         ]
         path = f"/ws/dramas/{drama_id}/live/?view=queue"
         communicators.append(WebsocketCommunicator(application, path, headers=headers))

@@ -1,0 +1,7 @@
+"""The dramas app's benchmarks (run by `manage.py bench NAME`; see studio/bench): the drama
+board's queries and render time as a drama grows, and live progress to 200 open pages."""
+
+BENCHMARKS = {
+    "page": "dramas.bench.page:page",
+    "fanout": "dramas.bench.fanout:fanout",
+}
