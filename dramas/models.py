@@ -268,9 +268,11 @@ class TakeStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-# Takes still on their way: their estimate is reserved against the budget until usage is booked.
-TAKE_ACTIVE = (TakeStatus.QUEUED, TakeStatus.WAITING, TakeStatus.RENDERING)
+# A take has ended (done, failed or cancelled) or is still on its way: the one definition of
+# "active". An active take holds its estimate against the budget, keeps batch renders off its
+# scene, and can be cancelled.
 TAKE_FINISHED = (TakeStatus.DONE, TakeStatus.FAILED, TakeStatus.CANCELLED)
+TAKE_ACTIVE = tuple(status for status in TakeStatus if status not in TAKE_FINISHED)
 
 
 class Verdict(models.TextChoices):
@@ -357,7 +359,7 @@ class Take(models.Model):
 
     @property
     def active(self) -> bool:
-        return self.status not in TAKE_FINISHED
+        return self.status in TAKE_ACTIVE
 
 
 class Frame(models.Model):

@@ -255,3 +255,17 @@ def test_it_approves_the_consistent_takes_of_a_chapter_in_one_go(world, producer
         url("chapter_approve_consistent", world, chapter_id=chapter.id), follow=True
     )
     assert "No consistent take is waiting for approval" in again.text
+
+
+@pytest.mark.parametrize(
+    "status", ["queued", "waiting_for_provider", "rendering", "lipsync", "scoring"]
+)
+def test_a_take_on_its_way_at_any_stage_holds_its_scene_and_its_estimate(world, status):
+    from dramas.takes import drama_reserved_usd
+
+    second = create_scene(chapter=world["chapter"], duration_s=2)
+    create_take(scene=second, status=status, score=None, estimate_usd=Decimal("0.40"))
+
+    assert batch_scenes(scenes=[world["scene"], second]) == ([world["scene"]], 0)
+    assert drama_reserved_usd(drama_id=world["drama"].id) == Decimal("0.40")
+    assert Take.objects.get(scene=second).active

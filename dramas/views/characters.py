@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from characters import services
+from characters import services as character_services
 from characters.forms import CharacterForm, ReferenceUploadForm
 from characters.models import Character, ReferenceImage
 from dramas.models import Role
@@ -47,7 +47,7 @@ def character_create(request, drama):
     form = CharacterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            character = services.character_create(drama=drama, **form.cleaned_data)
+            character = character_services.character_create(drama=drama, **form.cleaned_data)
         except ValidationError as error:
             add_errors(form, error)
         else:
@@ -74,7 +74,7 @@ def character_edit(request, drama, character_id: int):
     form = CharacterForm(request.POST or None, instance=character)
     if request.method == "POST" and form.is_valid():
         try:
-            services.character_update(character=character, **form.cleaned_data)
+            character_services.character_update(character=character, **form.cleaned_data)
         except ValidationError as error:
             add_errors(form, error)
         else:
@@ -100,7 +100,7 @@ def character_edit(request, drama, character_id: int):
 @require_POST
 def character_delete(request, drama, character_id: int):
     character = _character(drama, character_id)
-    services.character_delete(character=character)
+    character_services.character_delete(character=character)
     messages.success(request, f"{character.name} was deleted.")
     return done(request, reverse("drama_board", args=[drama.id]))
 
@@ -113,7 +113,7 @@ def reference_upload(request, drama, character_id: int):
     results = []
     if form.is_valid():
         try:
-            results = services.reference_images_add(
+            results = character_services.reference_images_add(
                 character=character, files=form.cleaned_data["images"]
             )
         except ValidationError as error:
@@ -160,7 +160,7 @@ def reference_delete(request, drama, character_id: int, reference_id: int):
         ReferenceImage, character__drama=drama, character_id=character_id, id=reference_id
     )
     character = reference.character
-    services.reference_image_delete(reference=reference)
+    character_services.reference_image_delete(reference=reference)
     return done(
         request,
         _character_url(character),

@@ -15,7 +15,7 @@ from dramas import live
 from dramas.jobs import chapter_check_enqueue
 from dramas.models import Chapter, Role
 from dramas.views.helpers import can, done, drama_view
-from studio.jobs import services
+from studio.jobs import services as job_services
 from studio.jobs.models import Job
 from studio.jobs.selectors import queue_summary
 
@@ -51,7 +51,7 @@ def drama_queue(request, drama):
 @drama_view()
 @require_POST
 def queue_pause(request, drama):
-    services.queue_pause(drama_id=drama.id)
+    job_services.queue_pause(drama_id=drama.id)
     messages.success(request, "Queue paused: queued jobs wait, running ones finish.")
     return _answer(request, drama)
 
@@ -59,7 +59,7 @@ def queue_pause(request, drama):
 @drama_view()
 @require_POST
 def queue_resume(request, drama):
-    services.queue_resume(drama_id=drama.id)
+    job_services.queue_resume(drama_id=drama.id)
     messages.success(request, "Queue resumed.")
     return _answer(request, drama)
 
@@ -68,7 +68,7 @@ def queue_resume(request, drama):
 @require_POST
 def job_cancel(request, drama, job_id: int):
     job = _job(drama, job_id)
-    _attempt(request, lambda: services.job_cancel(job=job), f"“{job.title}” is cancelled.")
+    _attempt(request, lambda: job_services.job_cancel(job=job), f"“{job.title}” is cancelled.")
     return _answer(request, drama)
 
 
@@ -76,7 +76,7 @@ def job_cancel(request, drama, job_id: int):
 @require_POST
 def job_retry(request, drama, job_id: int):
     job = _job(drama, job_id)
-    _attempt(request, lambda: services.job_retry(job=job), f"“{job.title}” is queued again.")
+    _attempt(request, lambda: job_services.job_retry(job=job), f"“{job.title}” is queued again.")
     return _answer(request, drama)
 
 
@@ -84,7 +84,7 @@ def job_retry(request, drama, job_id: int):
 @require_POST
 def job_bump(request, drama, job_id: int):
     job = _job(drama, job_id)
-    _attempt(request, lambda: services.job_bump(job=job), f"“{job.title}” moved up.")
+    _attempt(request, lambda: job_services.job_bump(job=job), f"“{job.title}” moved up.")
     return _answer(request, drama)
 
 

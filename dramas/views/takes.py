@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dramas import takes as services
+from dramas import takes as take_services
 from dramas.models import Chapter, Frame, ReviewAction, Role, Scene, Take
 from dramas.takes import PRIORITIES
 from dramas.takes_display import attach_jobs, decorate_frames
@@ -43,7 +43,7 @@ def _take(drama, take_id: int) -> Take:
 def _queue(request, drama, scenes, *, back: str, skipped: int = 0):
     """Queue takes for `scenes`; a refusal (budget, nothing to do) is a message, not an error."""
     try:
-        takes = services.take_enqueue(
+        takes = take_services.take_enqueue(
             drama=drama, scenes=scenes, priority=_priority(request), user=request.user
         )
     except ValidationError as error:
@@ -73,7 +73,9 @@ def render_scene(request, drama, scene_id: int):
 @require_POST
 def render_chapter(request, drama, chapter_id: int):
     chapter = get_object_or_404(Chapter, drama=drama, id=chapter_id)
-    scenes, skipped = services.batch_scenes(scenes=list(chapter.scenes.select_related("chapter")))
+    scenes, skipped = take_services.batch_scenes(
+        scenes=list(chapter.scenes.select_related("chapter"))
+    )
     back = reverse("drama_board", args=[drama.id]) + f"?chapter={chapter.id}"
     return _queue(request, drama, scenes, back=back, skipped=skipped)
 
@@ -82,7 +84,7 @@ def render_chapter(request, drama, chapter_id: int):
 @require_POST
 def chapter_approve_consistent(request, drama, chapter_id: int):
     chapter = get_object_or_404(Chapter, drama=drama, id=chapter_id)
-    approved = services.takes_approve_consistent(chapter=chapter, user=request.user)
+    approved = take_services.takes_approve_consistent(chapter=chapter, user=request.user)
     if approved:
         orders = ", ".join(str(take.scene.order) for take in approved)
         what = "1 take: scene" if len(approved) == 1 else f"{len(approved)} takes: scenes"
@@ -96,7 +98,7 @@ def chapter_approve_consistent(request, drama, chapter_id: int):
 @require_POST
 def render_drama(request, drama):
     scenes = Scene.objects.filter(chapter__drama=drama).select_related("chapter")
-    scenes, skipped = services.batch_scenes(
+    scenes, skipped = take_services.batch_scenes(
         scenes=list(scenes.order_by("chapter__number", "order"))
     )
     return _queue(
@@ -117,7 +119,7 @@ def _take_url(take: Take) -> str:
 def scene_takes(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     takes = attach_jobs(list(scene.takes.select_related("scene__chapter__drama")))
-    estimate = services.takes_estimate(drama=drama, scenes=[scene])
+    estimate = take_services.takes_estimate(drama=drama, scenes=[scene])
     return render(
         request,
         "dramas/scene_takes.html",
@@ -148,7 +150,7 @@ def take_review(request, drama, take_id: int):
             "frames": decorate_frames(take),
             "history": history,
             "reviews": take.reviews.select_related("user", "frame")[:50],
-            "estimate": services.takes_estimate(drama=drama, scenes=[take.scene]),
+            "estimate": take_services.takes_estimate(drama=drama, scenes=[take.scene]),
             "can_edit": can(request, Role.EDITOR),
         },
     )
@@ -161,9 +163,9 @@ def take_review_action(request, drama, take_id: int):
     take = _take(drama, take_id)
     action, comment = request.POST.get("action", ""), request.POST.get("comment", "")
     actions = {
-        ReviewAction.APPROVE: services.take_approve,
-        ReviewAction.REJECT: services.take_reject,
-        ReviewAction.COMMENT: services.take_comment,
+        ReviewAction.APPROVE: take_services.take_approve,
+        ReviewAction.REJECT: take_services.take_reject,
+        ReviewAction.COMMENT: take_services.take_comment,
     }
     if action not in actions:
         messages.error(request, "Choose approve, reject or comment.")
@@ -184,7 +186,7 @@ def frame_review_action(request, drama, take_id: int, frame_id: int):
     frame = get_object_or_404(Frame, take=take, id=frame_id)
     action = request.POST.get("action", "")
     try:
-        services.frame_review(
+        take_services.frame_review(
             frame=frame, user=request.user, action=action, comment=request.POST.get("comment", "")
         )
     except ValidationError as error:
@@ -199,7 +201,7 @@ def frame_review_action(request, drama, take_id: int, frame_id: int):
 def take_regenerate(request, drama, take_id: int):
     take = _take(drama, take_id)
     try:
-        new = services.take_regenerate(
+        new = take_services.take_regenerate(
             take=take,
             user=request.user,
             prompt=request.POST.get("prompt", ""),
@@ -217,7 +219,7 @@ def take_regenerate(request, drama, take_id: int):
 def take_cancel(request, drama, take_id: int):
     take = _take(drama, take_id)
     try:
-        services.take_cancel(take=take)
+        take_services.take_cancel(take=take)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     return done(request, _take_url(take))

@@ -18,8 +18,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from dramas import takes as services
-from dramas.models import TAKE_FINISHED, Chapter, Take
+from dramas import takes as take_services
+from dramas.models import TAKE_ACTIVE, Chapter, Take
 from dramas.takes_display import latest_takes
 from studio.jobs.models import Job, JobStatus
 from studio.jobs.worker import Worker, config_from_settings
@@ -43,11 +43,11 @@ class Command(BaseCommand):
         chapter = Chapter.objects.select_related("drama").filter(id=chapter_id).first()
         if chapter is None:
             raise CommandError(f"There is no chapter {chapter_id}.")
-        scenes, skipped = services.batch_scenes(scenes=list(chapter.scenes.order_by("order")))
+        scenes, skipped = take_services.batch_scenes(scenes=list(chapter.scenes.order_by("order")))
         if scenes:
-            estimate = services.takes_estimate(drama=chapter.drama, scenes=scenes)
+            estimate = take_services.takes_estimate(drama=chapter.drama, scenes=scenes)
             try:
-                queued = services.take_enqueue(
+                queued = take_services.take_enqueue(
                     drama=chapter.drama, scenes=scenes, priority=priority
                 )
             except ValidationError as error:
@@ -109,7 +109,7 @@ class Command(BaseCommand):
 
 def _worker_running(*, chapter: Chapter, wait_s: float) -> bool:
     """A worker holds a live lease somewhere, or claims one of our renders within `wait_s`."""
-    ours = Job.objects.filter(kind=services.RENDER, payload__scene_id__in=_scene_ids(chapter))
+    ours = Job.objects.filter(kind=take_services.RENDER, payload__scene_id__in=_scene_ids(chapter))
     deadline = time.monotonic() + wait_s
     while True:
         leased = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__gt=timezone.now())
@@ -125,7 +125,7 @@ def _scene_ids(chapter: Chapter) -> list[int]:
 
 
 def _progress(*, chapter: Chapter) -> tuple[bool, str]:
-    takes = Take.objects.filter(scene__chapter=chapter).exclude(status__in=TAKE_FINISHED)
+    takes = Take.objects.filter(scene__chapter=chapter, status__in=TAKE_ACTIVE)
     active = list(takes.select_related("scene").order_by("scene__order"))
     if not active:
         return False, "All takes finished."
