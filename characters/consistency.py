@@ -113,9 +113,40 @@ def find_outliers(
 
 
 class Verdict(StrEnum):
+    """One character in one frame."""
+
     MATCH = "match"
     MISMATCH = "mismatch"
     MISSING = "missing"
+
+
+class FrameVerdict(StrEnum):
+    """A whole frame (the values the studio stores on a frame)."""
+
+    ACCEPT = "accept"  # consistent: every expected character found at or above the threshold
+    REJECT = "reject"  # a face of the cast found below the threshold: someone looks wrong
+    NONE = ""  # not judged: nobody of the cast in view, or part of it, none looking wrong
+
+
+def frame_judgement(characters: Sequence[dict]) -> tuple[FrameVerdict, float | None]:
+    """A frame's verdict and score from its characters (`CharacterScore.to_dict()` entries):
+    the one rule, for scoring, storing and showing frames alike.
+
+    A frame is consistent when every expected character is found at or above the threshold.
+    It is rejected when a face of the cast is found below it. Otherwise it is not judged: a
+    character out of view in one shot is not a wrong face (the take's verdict holds a
+    character who is never seen against the take). The score is the lowest score among the
+    characters found, None when none was (a frame with no face of the cast has no score)."""
+    found = [c["score"] for c in characters if c.get("score") is not None]
+    score = min(found) if found else None
+    if not characters or score is None:
+        return FrameVerdict.NONE, score
+    verdicts = {c.get("verdict") for c in characters}
+    if Verdict.MISMATCH in verdicts:
+        return FrameVerdict.REJECT, score
+    if verdicts == {Verdict.MATCH}:
+        return FrameVerdict.ACCEPT, score
+    return FrameVerdict.NONE, score
 
 
 Box = tuple[int, int, int, int]
@@ -151,24 +182,24 @@ class FrameScore:
     face_count: int = 0
 
     @property
-    def consistent(self) -> bool:
-        """Every expected character found at or above the threshold; never without a face."""
-        return self.face_count > 0 and all(c.verdict == Verdict.MATCH for c in self.characters)
+    def judgement(self) -> tuple[FrameVerdict, float | None]:
+        """(verdict, score) by `frame_judgement`, the one rule."""
+        return frame_judgement([c.to_dict() for c in self.characters])
 
     @property
-    def worst_score(self) -> float | None:
-        """The lowest character score, a missing character counting 0; None if none expected."""
-        if not self.characters:
-            return None
-        return min(0.0 if c.score is None else c.score for c in self.characters)
+    def consistent(self) -> bool:
+        """Every expected character found at or above the threshold (never without a face)."""
+        return self.judgement[0] == FrameVerdict.ACCEPT
 
     def to_dict(self) -> dict:
+        verdict, score = self.judgement
         return {
             "width": self.width,
             "height": self.height,
             "threshold": self.threshold,
-            "consistent": self.consistent,
-            "worst_score": None if self.worst_score is None else round(self.worst_score, 1),
+            "consistent": verdict == FrameVerdict.ACCEPT,
+            "verdict": str(verdict),
+            "score": score,
             "face_count": self.face_count,
             "characters": [c.to_dict() for c in self.characters],
             "unknown_faces": [list(box) for box in self.unknown_faces],

@@ -19,24 +19,21 @@ from django.conf import settings
 from django.db import transaction
 
 from dramas import services
-from dramas.generation import GENERATE, REWRITE
-from dramas.generation_prompts import (
+from dramas.generation import (
     CHARS_PER_TOKEN,
+    GENERATE,
     OUTPUT_BASE_TOKENS,
     OUTPUT_TOKENS_PER_S,
-    chapter_brief,
-    chapter_messages,
+    REWRITE,
     price_of,
-    render_prompt,
-    rewrite_messages,
 )
-from dramas.models import Chapter, ChapterSource, ChapterVersion, DialogLine, Scene
+from dramas.models import Chapter, ChapterSource, ChapterVersion, Scene
+from dramas.prompts import chapter_brief, chapter_messages, repair_messages, rewrite_messages
 from dramas.scripts import (
     SCHEMA,
     ScriptError,
     duration_range,
     extract_script,
-    name_key,
     script_errors,
     script_repair,
 )
@@ -142,12 +139,7 @@ async def _write(ctx, *, messages, names, durations, max_tokens: int, expected: 
                 listed = "; ".join(errors[:6]) + ("; …" if len(errors) > 6 else "")
                 raise ScriptError(f"The writer's script was still invalid after a retry: {listed}")
             retried = True
-            repair = render_prompt("repair_user.txt", {"errors": errors[:20]})
-            messages = [
-                *messages,
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": repair},
-            ]
+            messages = repair_messages(messages=messages, answer=text, errors=errors)
     checked = script_repair(script, characters=names, durations=durations)
     if retried:
         checked.warnings.insert(
@@ -231,27 +223,7 @@ def _save_scene(payload: dict, written: Written) -> dict:
     note = f"Rewrote scene {scene.order}: {payload['instruction']}"[:150]
     # In place, not through chapter_script_replace: the other scenes keep their ids (and takes).
     services.chapter_version_save(chapter=chapter, note="Before: " + note)
-    by_name = {name_key(c.name): c for c in chapter.drama.characters.all()}
-    for key in ("location", "time_of_day", "action", "camera", "duration_s", "mood"):
-        setattr(scene, key, data[key])
-    scene.full_clean()
-    scene.save()
-    scene.characters.set(
-        [by_name[name_key(n)] for n in data["characters"] if name_key(n) in by_name]
-    )
-    scene.lines.all().delete()
-    for order, line in enumerate(data["dialog"], start=1):
-        speaker = by_name.get(name_key(line["speaker"]))
-        dialog = DialogLine(
-            scene=scene,
-            order=order,
-            speaker=speaker,
-            speaker_name=speaker.name if speaker else line["speaker"][:100],
-            line=line["line"],
-            emotion=line["emotion"],
-        )
-        dialog.full_clean()
-        dialog.save()
+    services.scene_apply_script(scene=scene, data=data)
     version = services.chapter_version_save(
         chapter=chapter,
         user=_user(payload),

@@ -204,7 +204,7 @@ class TakeRun:
             else:
                 result = await self.ctx.run_cpu(score_frame, path, profiles, threshold)
                 scores = result.to_dict()
-            await _db(db.save_frame_score)(frame_id=frame_id, scores=scores, threshold=threshold)
+            await _db(db.save_frame_score)(frame_id=frame_id, scores=scores)
             done += 1
             low = PROGRESS["frames"]
             await self.progress(

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from characters.consistency import CharacterProfile
+from characters.consistency import CharacterProfile, frame_judgement
 from characters.models import ReferenceImage
 from characters.services import character_profile
 from dramas import takes as take_services
@@ -180,20 +180,15 @@ def profiles(*, take_id: int) -> tuple[list[CharacterProfile], list[str]]:
     return found, missing
 
 
-def save_frame_score(*, frame_id: int, scores: dict, threshold: float) -> None:
-    found = [c["score"] for c in scores["characters"] if c["score"] is not None]
-    if not scores["face_count"] or not found:
-        verdict, score = Verdict.NONE, None  # no face of the cast in this frame: neutral
-    else:
-        score = min(found)
-        mismatch = any(c["verdict"] == "mismatch" for c in scores["characters"])
-        verdict = Verdict.REJECT if mismatch else Verdict.ACCEPT
-    Frame.objects.filter(id=frame_id).update(scores=scores, verdict=verdict, score=score)
+def save_frame_score(*, frame_id: int, scores: dict) -> None:
+    verdict, score = frame_judgement(scores["characters"])
+    Frame.objects.filter(id=frame_id).update(scores=scores, verdict=str(verdict), score=score)
 
 
 def take_verdict(*, take_id: int, expected: list[str], unprofiled: list[str]) -> dict:
-    """The take's verdict from its frames: its worst scored frame decides; a character never
-    seen at or above the threshold in any frame fails it too."""
+    """The take's verdict from its frames (judged by `frame_judgement`): a rejected frame fails
+    it, and so does a character never found in any frame. Its score is its worst scored
+    frame's; a take with no scored frame has no score (None, never 0)."""
     take = _take(take_id)
     frames = list(take.frames.order_by("index"))
     per_character: dict[str, list[float]] = {name: [] for name in expected}
@@ -222,7 +217,7 @@ def take_verdict(*, take_id: int, expected: list[str], unprofiled: list[str]) ->
     if not expected:
         verdict, score = Verdict.NONE, None
     else:
-        score = min((f.score for f in scored), default=0.0)
+        score = min((f.score for f in scored), default=None)
         bad = any(f.verdict == Verdict.REJECT for f in frames) or bool(unseen)
         verdict = Verdict.REJECT if bad else Verdict.ACCEPT
     best = max(scored, key=lambda f: f.score, default=None) or (

@@ -15,16 +15,40 @@ steps, each saying what it did:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dramas.models import SCENE_MAX_S, SCENE_MIN_S, TimeOfDay
-from studio.providers.writer import LIMITS, name_key, validate_script
+from dramas.models import SCENE_MAX_S, SCENE_MIN_S, Chapter, DialogLine, Scene, TimeOfDay
 
 MAX_SCENES = 12
 MAX_DECODE_STARTS = 20  # places in an answer where extract_script tries to read a JSON object
 TIMES = [choice.value for choice in TimeOfDay]
+
+
+def _max_length(model, name: str) -> int:
+    return model._meta.get_field(name).max_length
+
+
+# A script's text limits are the fields it is saved into.
+LIMITS = {
+    "title": _max_length(Chapter, "title"),
+    "synopsis": _max_length(Chapter, "synopsis"),
+    "location": _max_length(Scene, "location"),
+    "action": _max_length(Scene, "action"),
+    "camera": _max_length(Scene, "camera"),
+    "mood": _max_length(Scene, "mood"),
+    "line": _max_length(DialogLine, "line"),
+    "emotion": _max_length(DialogLine, "emotion"),
+    "speaker": _max_length(DialogLine, "speaker_name"),
+}
+
+
+def name_key(name: str) -> str:
+    """How names are compared: case and spacing do not matter."""
+    return " ".join(name.split()).casefold()
+
 
 _TEXT = {"type": "string"}
 SCHEMA: dict = {
@@ -137,13 +161,65 @@ def extract_script(text: str, *, finish_reason: str = "", max_tokens: int | None
 
 
 def script_errors(script: dict, *, max_scenes: int = MAX_SCENES) -> list[str]:
-    """What breaks SCHEMA, one sentence each; empty when the script fits it.
+    """What breaks SCHEMA, one sentence each (a producer, or the writer on a retry, can act on
+    them); empty when the script fits it.
 
     Durations are only checked to be numbers (range problems are clamped by `script_repair`);
-    time_of_day is compared case-insensitively (repair lowers it). Speakers may be anyone:
-    unknown ones are flagged by repair, not refused.
+    time_of_day is compared case-insensitively (repair lowers it). Speakers and cast may be
+    anyone: unknown ones are flagged by repair, not refused.
     """
-    return validate_script(script, characters=None, max_scenes=max_scenes, strict=False)
+    if not isinstance(script, dict):
+        return ["the answer must be a JSON object"]
+    errors: list[str] = []
+
+    def text(value, where: str, key: str, *, required: bool = False) -> None:
+        if not isinstance(value, str):
+            errors.append(f"{where}: {key} must be a string")
+        elif required and not value.strip():
+            errors.append(f"{where}: {key} is empty")
+        elif len(value) > LIMITS[key]:
+            errors.append(f"{where}: {key} is longer than {LIMITS[key]} characters")
+
+    text(script.get("title"), "chapter", "title", required=True)
+    text(script.get("synopsis", ""), "chapter", "synopsis")
+    scenes = script.get("scenes")
+    if not isinstance(scenes, list) or not (1 <= len(scenes) <= max_scenes):
+        return [*errors, f"chapter: scenes must be a list of 1 to {max_scenes} scenes"]
+    for number, scene in enumerate(scenes, start=1):
+        where = f"scene {number}"
+        if not isinstance(scene, dict):
+            errors.append(f"{where}: must be an object")
+            continue
+        text(scene.get("location"), where, "location", required=True)
+        text(scene.get("action"), where, "action", required=True)
+        for key in ("camera", "mood"):
+            text(scene.get(key, ""), where, key)
+        time = scene.get("time_of_day")
+        if not isinstance(time, str) or time.strip().lower() not in TIMES:
+            errors.append(f"{where}: time_of_day must be one of {', '.join(TIMES)}")
+        duration = scene.get("duration_s")
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)  # NaN and Infinity are valid JSON to Python
+        ):
+            errors.append(f"{where}: duration_s must be a number of seconds")
+        names = scene.get("characters", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            errors.append(f"{where}: characters must be a list of names")
+        dialog = scene.get("dialog", [])
+        if not isinstance(dialog, list):
+            errors.append(f"{where}: dialog must be a list")
+            continue
+        for index, line in enumerate(dialog, start=1):
+            spot = f"{where}, line {index}"
+            if not isinstance(line, dict):
+                errors.append(f"{spot}: must be an object")
+                continue
+            text(line.get("speaker", ""), spot, "speaker")
+            text(line.get("line"), spot, "line", required=True)
+            text(line.get("emotion", ""), spot, "emotion")
+    return errors
 
 
 def duration_range(capabilities) -> tuple[float, float]:

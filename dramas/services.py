@@ -22,8 +22,8 @@ from dramas.models import (
     Role,
     Scene,
 )
+from dramas.scripts import name_key
 from studio.jobs.services import jobs_forget_drama
-from studio.providers.writer import name_key
 
 User = get_user_model()
 
@@ -282,11 +282,8 @@ def chapter_version_save(
 def chapter_script_replace(
     *, chapter: Chapter, script: dict, user=None, note: str, source: str
 ) -> ChapterVersion:
-    """Replace the chapter's script, keeping the current one as a version first.
-
-    Speakers and scene characters are matched to the drama's characters by name (case and
-    spacing tolerant); a speaker that matches nobody keeps its name on the line.
-    """
+    """Replace the chapter's script, keeping the current one as a version first (each scene
+    is built by `scene_apply_script`)."""
     chapter_version_save(chapter=chapter, user=user, note="Before: " + note)
     by_name = {name_key(c.name): c for c in chapter.drama.characters.all()}
     chapter.title = script["title"]
@@ -296,34 +293,46 @@ def chapter_script_replace(
     chapter.save()
     chapter.scenes.all().delete()
     for order, data in enumerate(script.get("scenes", []), start=1):
-        scene = Scene(
-            chapter=chapter,
-            order=order,
-            location=data["location"],
-            time_of_day=data.get("time_of_day", "day"),
-            action=data["action"],
-            camera=data.get("camera", ""),
-            duration_s=data.get("duration_s", 5.0),
-            mood=data.get("mood", ""),
-        )
-        scene.full_clean()
-        scene.save()
-        scene.characters.set(
-            [by_name[key] for key in map(name_key, data.get("characters", [])) if key in by_name]
-        )
-        for line_order, line in enumerate(data.get("dialog", []), start=1):
-            speaker = by_name.get(name_key(line.get("speaker", "")))
-            dialog = DialogLine(
-                scene=scene,
-                order=line_order,
-                speaker=speaker,
-                speaker_name=speaker.name if speaker else line.get("speaker", "")[:100],
-                line=line["line"],
-                emotion=line.get("emotion", ""),
-            )
-            dialog.full_clean()
-            dialog.save()
+        scene_apply_script(scene=Scene(chapter=chapter, order=order), data=data, by_name=by_name)
     return chapter_version_save(chapter=chapter, user=user, note=note, source=source)
+
+
+@transaction.atomic
+def scene_apply_script(
+    *, scene: Scene, data: dict, by_name: dict[str, Character] | None = None
+) -> Scene:
+    """Make the scene (saved or new) what one scene of a script says (the shape
+    `chapter_script` writes): its fields, its cast and its dialog lines, which replace the
+    old ones. Names are matched to the drama's characters (case and spacing tolerant,
+    `by_name` when the caller has them keyed already); a speaker that matches nobody keeps
+    its name on the line."""
+    if by_name is None:
+        by_name = {name_key(c.name): c for c in scene.chapter.drama.characters.all()}
+    scene.location = data["location"]
+    scene.time_of_day = data.get("time_of_day", "day")
+    scene.action = data["action"]
+    scene.camera = data.get("camera", "")
+    scene.duration_s = data.get("duration_s", 5.0)
+    scene.mood = data.get("mood", "")
+    scene.full_clean()
+    scene.save()
+    scene.characters.set(
+        [by_name[key] for key in map(name_key, data.get("characters", [])) if key in by_name]
+    )
+    scene.lines.all().delete()
+    for order, line in enumerate(data.get("dialog", []), start=1):
+        speaker = by_name.get(name_key(line.get("speaker", "")))
+        dialog = DialogLine(
+            scene=scene,
+            order=order,
+            speaker=speaker,
+            speaker_name=speaker.name if speaker else line.get("speaker", "")[:100],
+            line=line["line"],
+            emotion=line.get("emotion", ""),
+        )
+        dialog.full_clean()
+        dialog.save()
+    return scene
 
 
 @transaction.atomic

@@ -5,6 +5,7 @@ here, and the client timeout is short, so faults cost little time.
 """
 
 import contextlib
+import json
 
 from studio.providers.ledger import MemoryLedger
 from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
@@ -13,6 +14,7 @@ from studio.providers.resilience import CircuitBreaker, Guard, RetryPolicy
 from studio.providers.sim.server import Simulator
 from studio.providers.sim.state import SimConfig
 from studio.providers.video_http import VideoConfig, VideoJobsHTTP
+from studio.providers.writer import BRIEF_MARKER, ChapterBrief
 
 API_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"
 TIMEOUT_S = 0.5
@@ -88,3 +90,13 @@ async def running_sim(**config):
         yield simulator
     finally:
         await simulator.stop()
+
+
+def brief_messages(brief: ChapterBrief) -> list[dict]:
+    """Chat messages carrying `brief` the way the studio's prompts do (dramas/prompts.py ends
+    its user prompt with the marker and the brief as fenced JSON), without a database."""
+    brief_json = json.dumps(brief.to_dict(), ensure_ascii=False, indent=1)
+    return [
+        {"role": "system", "content": "You write chapters of vertical short dramas."},
+        {"role": "user", "content": f"Write it.\n{BRIEF_MARKER}\n```json\n{brief_json}\n```"},
+    ]

@@ -11,8 +11,10 @@ from characters import consistency
 from characters.consistency import (
     SHIPPED_THRESHOLD,
     CharacterProfile,
+    FrameVerdict,
     Verdict,
     assign,
+    frame_judgement,
     score_faces,
     score_frame,
     similarity_to_score,
@@ -142,7 +144,7 @@ def test_it_matches_each_character_to_their_own_face(cast):
     assert SHIPPED_THRESHOLD <= marcus.score < 100
     assert result.unknown_faces == []
     assert result.consistent
-    assert result.worst_score == marcus.score
+    assert result.judgement == (FrameVerdict.ACCEPT, round(marcus.score, 1))
 
 
 def test_it_reports_a_mismatch_a_missing_character_and_an_unknown_face(cast):
@@ -154,7 +156,8 @@ def test_it_reports_a_mismatch_a_missing_character_and_an_unknown_face(cast):
     assert sorted(verdicts.values()) == [Verdict.MISMATCH, Verdict.MISSING]
     missing = next(c for c in result.characters if c.verdict == Verdict.MISSING)
     assert (missing.score, missing.box) == (None, None)
-    assert result.worst_score == 0.0
+    wrong = next(c for c in result.characters if c.verdict == Verdict.MISMATCH)
+    assert result.judgement == (FrameVerdict.REJECT, round(wrong.score, 1))
 
     extra = score_faces(
         [face(embedding_of("obama.jpg")), face(embedding_of("biden.jpg"), box=(5, 5, 90, 90))],
@@ -170,7 +173,39 @@ def test_it_never_calls_a_frame_without_a_face_consistent(cast):
     assert not score_faces([], [cast["marcus"]], width=10, height=10).consistent
     nobody = score_faces([], [], width=10, height=10)
     assert not nobody.consistent
-    assert nobody.worst_score is None
+    assert nobody.judgement == (FrameVerdict.NONE, None)
+
+
+def entry(verdict: str, score: float | None) -> dict:
+    return {"name": "x", "verdict": verdict, "score": score}
+
+
+@pytest.mark.parametrize(
+    "characters, expected",
+    [
+        # Every expected character found at or above the threshold: consistent.
+        ([entry("match", 90), entry("match", 71)], (FrameVerdict.ACCEPT, 71)),
+        # A face of the cast below the threshold: rejected, whoever else is there.
+        ([entry("match", 90), entry("mismatch", 40)], (FrameVerdict.REJECT, 40)),
+        ([entry("mismatch", 50), entry("missing", None)], (FrameVerdict.REJECT, 50)),
+        # Part of the cast out of view, nobody wrong: not judged, but it has a score.
+        ([entry("match", 88), entry("missing", None)], (FrameVerdict.NONE, 88)),
+        # Nobody of the cast in view, or nobody expected: no verdict and no score (never 0).
+        ([entry("missing", None)], (FrameVerdict.NONE, None)),
+        ([], (FrameVerdict.NONE, None)),
+    ],
+)
+def test_one_rule_judges_every_frame(characters, expected):
+    assert frame_judgement(characters) == expected
+
+
+def test_a_frame_score_reports_what_the_rule_decided(cast):
+    faces = [face(embedding_of("obama2.jpg"))]
+    partial = score_faces(faces, [cast["marcus"], cast["ada"]], width=10, height=10).to_dict()
+
+    assert (partial["verdict"], partial["consistent"]) == ("", False)
+    assert partial["score"] == partial["characters"][0]["score"] >= SHIPPED_THRESHOLD
+    assert frame_judgement(partial["characters"]) == (FrameVerdict.NONE, partial["score"])
 
 
 def test_it_ignores_a_weak_detection_beside_a_confident_face(cast):

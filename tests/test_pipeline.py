@@ -135,3 +135,38 @@ def test_a_take_is_marked_done_only_with_its_auto_regenerated_follow_up(monkeypa
     assert take.status == TakeStatus.DONE
     assert note == "Below the threshold: take 2 queued with a new seed." == take.note
     assert cast["first"].takes.count() == 2
+
+
+def test_a_take_with_no_scored_frame_has_no_score_never_zero():
+    from dramas import pipeline_db
+    from tests.factories import create_take
+
+    _drama, _chapter, cast = two_person_drama()
+    take = create_take(scene=cast["first"], score=None)  # its one frame found nobody
+
+    result = pipeline_db.take_verdict(take_id=take.id, expected=["Marcus"], unprofiled=[])
+
+    take.refresh_from_db()
+    assert result == {"verdict": Verdict.REJECT, "score": None}  # Marcus was never found
+    assert (take.score, take.consistency["unseen"]) == (None, ["Marcus"])
+
+
+def test_frames_are_stored_with_the_verdict_and_score_of_the_one_rule():
+    from dramas import pipeline_db
+    from dramas.models import Frame
+    from tests.factories import create_take
+
+    _drama, _chapter, cast = two_person_drama()
+    frame = create_take(scene=cast["first"]).frames.get()
+    partial = {
+        "face_count": 1,
+        "characters": [
+            {"name": "Marcus", "verdict": "match", "score": 91.0},
+            {"name": "Ada", "verdict": "missing", "score": None},
+        ],
+    }
+
+    pipeline_db.save_frame_score(frame_id=frame.id, scores=partial)
+
+    frame = Frame.objects.get(id=frame.id)
+    assert (frame.verdict, frame.score) == (Verdict.NONE, 91.0)  # Ada out of view: not judged

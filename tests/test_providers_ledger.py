@@ -22,8 +22,8 @@ from studio.providers.ledger import (
 from studio.providers.local_animatic import LocalAnimatic
 from studio.providers.local_writer import LocalWriter
 from studio.providers.video_http import wait_for
-from studio.providers.writer import ChapterBrief, write_chapter
-from tests.providers_support import chat_for, fast_guard, running_sim, video_for
+from studio.providers.writer import ChapterBrief
+from tests.providers_support import brief_messages, chat_for, fast_guard, running_sim, video_for
 
 MILLION = 1_000_000
 TODAY = datetime.date.today()
@@ -232,7 +232,7 @@ def test_it_bills_a_finished_video_once_when_two_workers_race(monkeypatch):
 def test_it_records_offline_calls_at_a_known_zero(tmp_path):
     async def scenario():
         brief = ChapterBrief(genre="thriller", target_seconds=40)
-        await write_chapter(writer=LocalWriter(recorder=DbLedger()), brief=brief)
+        await LocalWriter(recorder=DbLedger()).complete(brief_messages(brief))
         animatic = LocalAnimatic(output_dir=tmp_path, recorder=DbLedger())
         await animatic._book(ok=True, units=2.0, started=0.0, request_id="x")
 

@@ -1,10 +1,11 @@
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
 
 from dramas import services
-from studio.providers.errors import BadRequest, MalformedResponse
+from dramas.prompts import chapter_brief, chapter_messages
+from dramas.scripts import script_errors
+from studio.providers.errors import BadRequest
 from studio.providers.ledger import MemoryLedger
 from studio.providers.local_writer import LocalWriter, draft_script
 from studio.providers.writer import (
@@ -12,13 +13,9 @@ from studio.providers.writer import (
     ChapterBrief,
     CharacterNote,
     brief_from_messages,
-    brief_messages,
-    parse_script,
-    validate_script,
-    write_chapter,
 )
 from tests.factories import create_chapter, create_character
-from tests.providers_support import chat_for, running_sim
+from tests.providers_support import brief_messages, chat_for, running_sim
 
 CAST = (
     CharacterNote("Marcus Hale", "tall, grey suit, scar over the left eyebrow"),
@@ -74,7 +71,7 @@ def test_it_keeps_to_the_script_shape(genre, seconds, turns):
     script = draft_script(brief(genre=genre, target_seconds=seconds, plot_turns=turns))
     assert set(script) == {"title", "synopsis", "scenes"}
     assert 4 <= len(script["scenes"]) <= 8
-    assert validate_script(script, characters=[c.name for c in CAST]) == []
+    assert script_errors(script) == []
     for scene in script["scenes"]:
         assert set(scene) == SCENE_KEYS and scene["time_of_day"] in TIMES_OF_DAY
         assert 1 <= scene["duration_s"] <= 60 and scene["camera"]
@@ -99,7 +96,7 @@ def test_it_describes_each_character_on_first_appearance():
 
 def test_it_gives_lines_to_the_narrator_when_nobody_is_registered():
     script = draft_script(brief(characters=()))
-    assert validate_script(script, characters=[]) == []
+    assert script_errors(script) == []
     assert {line["speaker"] for s in script["scenes"] for line in s["dialog"]} == {""}
 
 
@@ -107,22 +104,40 @@ def test_it_keeps_the_title_wish():
     assert draft_script(brief(title_wish="The Contract"))["title"] == "The Contract"
 
 
-def test_it_round_trips_the_brief_through_the_messages():
-    original = brief(previous_synopses=("One.", "Two."), notes="keep it tense")
-    assert brief_from_messages(brief_messages(original)) == original
+@pytest.mark.django_db
+def test_it_reads_the_brief_back_out_of_the_studios_own_prompt(drama):
+    for note in CAST:
+        create_character(drama=drama, name=note.name, appearance_notes=note.appearance)
+    create_chapter(drama=drama, synopsis="Ada left.")
+    chapter = create_chapter(drama=drama, title="The Return")
+    brief = chapter_brief(chapter=chapter, target_seconds=45, plot_turns=4, notes="keep it tense")
+    assert brief.previous_synopses == ("Ada left.",) and len(brief.characters) == 2
+
+    assert brief_from_messages(chapter_messages(chapter=chapter, brief=brief)) == brief
+    assert brief_from_messages(brief_messages(brief)) == brief
     assert brief_from_messages([{"role": "user", "content": "hello"}]) is None
+
+
+async def streamed(writer, messages) -> tuple[list[str], object]:
+    """Every text piece of a streamed answer and the usage it ended with."""
+    pieces, usage = [], None
+    async for chunk in writer.stream(messages, json_output=True):
+        if chunk.text:
+            pieces.append(chunk.text)
+        usage = chunk.usage or usage
+    return pieces, usage
 
 
 async def test_it_writes_offline_through_the_chat_protocol():
     ledger = MemoryLedger()
     writer = LocalWriter(recorder=ledger, chunk_chars=50)
-    seen = []
-    draft = await write_chapter(writer=writer, brief=brief(), on_text=seen.append)
-    assert draft.script == draft_script(brief()) and draft.errors == []
-    assert draft.label == "offline draft" and draft.model == "offline-draft"
-    assert len(seen) > 3 and seen[-1] == json.dumps(draft.script, ensure_ascii=False)
-    plain = await write_chapter(writer=writer, brief=brief())
-    assert plain.script == draft.script
+    expected = json.dumps(draft_script(brief()), ensure_ascii=False)
+
+    pieces, _usage = await streamed(writer, brief_messages(brief()))
+    whole = await writer.complete(brief_messages(brief()), json_output=True)
+
+    assert len(pieces) > 3 and "".join(pieces) == expected == whole.text
+    assert writer.label == "offline draft" and whole.model == "offline-draft"
     assert [e.operation for e in ledger.entries] == ["chat.stream", "chat.complete"]
 
 
@@ -133,34 +148,9 @@ async def test_it_refuses_messages_without_a_brief():
 
 async def test_it_writes_through_an_llm_endpoint_the_same_way():
     async with running_sim() as sim:
-        draft = await write_chapter(writer=chat_for(sim), brief=brief(), on_text=lambda _: None)
-    assert draft.script == draft_script(brief()) and draft.errors == []
-    assert draft.usage.output_tokens > 0 and draft.label == "gpt-4.1"
-
-
-def test_it_finds_the_script_in_chatty_answers():
-    assert parse_script('```json\n{"title": "A"}\n```') == {"title": "A"}
-    assert parse_script('Here you go: {"title": "A"} Enjoy!') == {"title": "A"}
-    with pytest.raises(MalformedResponse):
-        parse_script("no json here")
-
-
-def test_it_lists_what_is_wrong_with_a_script():
-    script = draft_script(brief())
-    script["title"] = ""
-    scene = script["scenes"][0]
-    scene.update(time_of_day="noon", duration_s=90, characters=["Nobody"])
-    scene["dialog"].append({"speaker": "Stranger", "line": ""})
-    errors = validate_script(script, characters=[c.name for c in CAST])
-    assert "chapter: title is empty" in errors
-    assert any("time_of_day" in e for e in errors) and any("duration_s" in e for e in errors)
-    assert any("'Nobody' is not one of" in e for e in errors)
-    assert any("speaker 'Stranger'" in e for e in errors) and any(
-        "line is empty" in e for e in errors
-    )
-    assert validate_script({"title": "x", "scenes": []}, characters=[]) == [
-        "chapter: scenes must be a list of 1 to 12 scenes"
-    ]
+        pieces, usage = await streamed(chat_for(sim), brief_messages(brief()))
+    assert json.loads("".join(pieces)) == draft_script(brief())
+    assert usage.output_tokens > 0
 
 
 @pytest.mark.django_db
@@ -168,14 +158,11 @@ def test_it_writes_a_script_the_studio_stores_as_is(drama):
     for note in CAST:
         create_character(drama=drama, name=note.name, appearance_notes=note.appearance)
     chapter = create_chapter(drama=drama)
-    draft = async_to_sync(write_chapter)(
-        writer=LocalWriter(recorder=MemoryLedger()),
-        brief=brief(characters=tuple(CAST)),
-    )
+    script = draft_script(brief(characters=tuple(CAST)))
     services.chapter_script_replace(
-        chapter=chapter, script=draft.script, note="Offline draft", source="generated"
+        chapter=chapter, script=script, note="Offline draft", source="generated"
     )
     stored = services.chapter_script(chapter=chapter)
-    for scene in (*stored["scenes"], *draft.script["scenes"]):
+    for scene in (*stored["scenes"], *script["scenes"]):
         scene["characters"] = sorted(scene["characters"])
-    assert stored == draft.script
+    assert stored == script

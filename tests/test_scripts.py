@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from dramas.generation_prompts import chapter_brief, count_tokens
+from dramas.generation import count_tokens
 from dramas.models import Genre
+from dramas.prompts import chapter_brief
 from dramas.scripts import (
     ScriptError,
     duration_range,
@@ -67,6 +68,23 @@ def test_it_lists_schema_errors_a_writer_can_fix():
         "chapter: scenes must be a list of 1 to 12 scenes"
     ]
     assert script_errors(script()) == []
+
+
+def test_it_leaves_to_repair_what_the_studio_can_fix_and_refuses_the_rest():
+    fixable = script(time_of_day=" Night ", duration_s=90, characters=["Nobody"])
+    fixable["scenes"][0]["dialog"].append({"speaker": "Stranger", "line": "Who?"})
+    assert script_errors(fixable) == []  # case, a long scene and unknown names: repaired
+
+    broken = script(location="x" * 201, camera=7)
+    broken["title"] = ""
+    broken["scenes"][0]["dialog"].append({"speaker": "Mei", "line": " "})
+    assert script_errors(broken) == [
+        "chapter: title is empty",
+        "scene 1: location is longer than 200 characters",
+        "scene 1: camera must be a string",
+        "scene 1, line 2: line is empty",
+    ]
+    assert script_errors(["not", "an", "object"]) == ["the answer must be a JSON object"]
 
 
 def test_it_maps_speakers_tolerantly_and_flags_unknown_ones_without_dropping_lines():
