@@ -1,10 +1,11 @@
 """LocalWriter: the offline, deterministic chapter writer ("offline draft").
 
-It speaks the chat protocol so the studio can swap it with an LLM: it reads the brief that
-`writer.brief_messages` put in the messages and answers with the script as JSON. The same brief
-always gives the same script (seeded by the brief's content): 4-8 scenes, 3-5 plot turns,
-dialog only by the brief's characters (or the narrator when there are none), camera directions
-and durations adding up to the target length. Lines are English stock material per genre.
+It speaks the chat protocol so the studio can swap it with an LLM: it reads the brief that the
+studio's prompt carries (`writer.brief_from_messages`) and answers with the script as JSON.
+The same brief always gives the same script (seeded by the brief's content): 4-8 scenes, 3-5
+plot turns, dialog only by the brief's characters (or the narrator when there are none), camera
+directions and durations adding up to the target length. Lines are English stock material per
+genre.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class LocalWriter:
         brief = brief_from_messages(messages)
         if brief is None:
             raise BadRequest(
-                "the offline writer only writes chapters from a brief (writer.brief_messages)",
+                "the offline writer only writes chapters from a brief (see writer.BRIEF_MARKER)",
                 provider=self.name,
             )
         return json.dumps(draft_script(brief), ensure_ascii=False)

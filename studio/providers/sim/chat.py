@@ -1,7 +1,7 @@
 """The simulator's chat completions: JSON answers and SSE streams, with stream faults.
 
-A chapter brief (writer.brief_messages) is answered with the offline writer's script, so the LLM
-path can be exercised end to end; anything else with an echo. Scripted replies
+A chapter brief (writer.brief_from_messages) is answered with the offline writer's script, so
+the LLM path can be exercised end to end; anything else with an echo. Scripted replies
 (`SimState.queue_replies`) come first: fenced or chatty JSON, broken scripts, empty answers or
 answers cut at max_tokens (finish reason "length"), as real models send them. Usage counts
 about four characters a token, and a system prompt seen before counts as cached (prompt
