@@ -8,10 +8,11 @@ accepted: anyone else is refused before the handshake completes (close code 4404
 every live fragment of its view, so a reconnect resyncs; then each `{type, ids}` event from the
 drama's group is re-rendered from the database as htmx out-of-band swaps.
 
-All consumers of one process share renders (per view, chapter and role): a progress event is
-rendered once for 200 open pages, and a burst of other changes costs at most two snapshot
-renders however many events it holds. Membership is re-checked every few seconds: a member who
-is removed stops receiving within RECHECK_S.
+All consumers of one process share one subscription to the drama's group and its renders (per
+view, chapter and role, studio/fanout.py): an event crosses the channel layer once per process
+and a progress event is rendered once for 200 open pages; a burst of other changes costs at most
+two snapshot renders however many events it holds. Membership is re-checked every few seconds:
+a member who is removed stops receiving within RECHECK_S.
 
 HealthConsumer: the provider health panel, live (`/ws/providers/health/`).
 
@@ -35,9 +36,9 @@ from dramas import live
 from dramas.access import membership_for
 from dramas.costs import can_see_provider_health
 from dramas.models import Role
-from studio import provider_health
+from studio import fanout, provider_health
 from studio.events import EVENT_HANDLER, group_name
-from studio.live_renders import arrival, render_latest, render_once
+from studio.fanout import arrival, render_latest, render_once
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ RECHECK_S = 5.0
 MAX_CLIENT_MESSAGE = 4096
 NOT_FOUND = 4404  # refused: not a member (or no such drama)
 REVOKED = 4403  # membership ended while connected
+UNAVAILABLE = 1011  # the server cannot follow the drama now (its channel layer failed)
 REFUSED = 4403  # the provider panel: not staff, nor an editor or producer of any drama
 PANEL = "dramas/provider_health.html#health-live"
 
@@ -66,25 +68,24 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         if not await self.check_membership():
             await self.close(code=NOT_FOUND)
             return
+        # One subscription per process, not per page: the drama's events reach this page
+        # through `hear`, never through its own channel (studio/fanout.py).
+        try:
+            await fanout.join(group_name(self.drama_id), self)
+        except Exception:
+            log.exception("Could not follow drama %s: the channel layer failed", self.drama_id)
+            await self.close(code=UNAVAILABLE)  # the page reconnects with backoff
+            return
         self.group = group_name(self.drama_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_snapshot()
-
-    async def dispatch(self, message: dict) -> None:
-        # Channels checks the thread's database connections before every message (a thread hop
-        # per message per client). Events need no connection here: rendering runs through
-        # database_sync_to_async, which tidies connections itself.
-        if message.get("type") == EVENT_HANDLER:
-            await self.drama_event(message)
-        else:
-            await super().dispatch(message)
 
     async def disconnect(self, code) -> None:
         if self.pump is not None:
             self.pump.cancel()
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await fanout.leave(self.group, self)
+            self.group = None
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         """Clients only ever ask for a resync; anything else is ignored, oversize is refused."""
@@ -102,10 +103,9 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             self.last_resync = now
             await self.send_snapshot()
 
-    async def drama_event(self, message: dict) -> None:
-        """Queue the event for delivery; the channel layer's queue is never left to fill up."""
-        if time.monotonic() - self.checked_at > RECHECK_S and not await self.check_membership():
-            await self.close(code=REVOKED)
+    def hear(self, message: dict) -> None:
+        """An event of the drama (from studio.fanout): queue it for `deliver`."""
+        if message.get("type") != EVENT_HANDLER:
             return
         self.inbox.append((arrival(message.get("id")), message))
         if self.pump is None:
@@ -113,13 +113,18 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         self.has_mail.set()
 
     async def deliver(self) -> None:
-        """Render and send queued events in order; a batch with any change is one snapshot."""
+        """Render and send queued events in order; a batch with any change is one snapshot.
+        A member whose membership ended is closed before anything more is sent."""
         while True:
             await self.has_mail.wait()
             self.has_mail.clear()
             batch, self.inbox = self.inbox, []
-            view = (self.drama_id, self.view, self.chapter_id, self.can_edit)
             try:
+                stale = time.monotonic() - self.checked_at > RECHECK_S
+                if stale and not await self.check_membership():
+                    await self.revoke()
+                    return
+                view = (self.drama_id, self.view, self.chapter_id, self.can_edit)
                 if all(_is_progress(message) for _, message in batch):
                     for _, message in batch:  # just the rows or bars of the jobs named
                         ids = [value for value in message.get("ids", []) if isinstance(value, int)]
@@ -131,6 +136,12 @@ class ProgressConsumer(AsyncWebsocketConsumer):
                     await self.send_html(await render_latest(view, seen, render))
             except Exception:
                 log.exception("Could not render events for drama %s", self.drama_id)
+
+    async def revoke(self) -> None:
+        if self.group:
+            await fanout.leave(self.group, self)
+            self.group = None
+        await self.close(code=REVOKED)
 
     async def send_html(self, html: str) -> None:
         if html and html is not self.last_sent:  # a shared snapshot is sent once

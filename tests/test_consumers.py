@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from dramas import consumers
 from dramas.jobs import chapter_check_enqueue
 from dramas.models import Role
-from studio import events
+from studio import events, fanout
 from studio.asgi import application
 from studio.jobs import services
 from studio.jobs.models import Job, JobStatus
@@ -284,3 +284,40 @@ async def _drain(communicator) -> list[str]:
     while not await communicator.receive_nothing(timeout=0.3):
         pages.append(await communicator.receive_from())
     return pages
+
+
+async def test_pages_of_one_drama_share_one_subscription_per_process():
+    world = await make_world()
+    group = events.group_name(world["drama"].id)
+    layer = get_channel_layer()
+    communicators = await five_pages(world)
+
+    # One channel in the drama's group for the whole process, whatever the number of pages.
+    assert len(layer.groups[group]) == 1 and fanout.members(group) == 5
+    await sync_to_async(services.queue_pause)(drama_id=world["drama"].id)
+    pages = [await communicator.receive_from() for communicator in communicators]
+    assert all("Resume queue" in page for page in pages)
+
+    for communicator in communicators[:4]:
+        await communicator.disconnect()
+    assert len(layer.groups[group]) == 1 and fanout.members(group) == 1
+    await communicators[4].disconnect()
+    assert not layer.groups.get(group) and fanout.members(group) == 0  # the last one out left
+
+
+async def test_a_page_connects_again_after_the_layer_refused_a_subscription(monkeypatch):
+    world = await make_world()
+    layer = get_channel_layer()
+    real = layer.group_add
+
+    async def refuse(group, channel):
+        raise ConnectionError("the channel layer is down")
+
+    monkeypatch.setattr(layer, "group_add", refuse)
+    _, connected, code = await connect(queue(world), user=world["producer"])
+    assert (connected, code) == (False, consumers.UNAVAILABLE)
+    monkeypatch.setattr(layer, "group_add", real)
+
+    communicator, connected, _ = await connect(queue(world), user=world["producer"])
+    assert connected and 'id="queue-sections"' in await communicator.receive_from()
+    await communicator.disconnect()

@@ -44,12 +44,12 @@ def fanout(options: dict) -> dict:
         # layer and one render, without the walk through many consumers.
         channel_layers.backends.clear()  # a fresh in-memory layer on each run's event loop
         say(f"baseline: 1 client, {events} events at {RATE_PER_S}/s...")
-        alone, _, _ = asyncio.run(
+        alone, _, _, _ = asyncio.run(
             _run(drama_id=drama_id, job_ids=job_ids, cookies=cookies, clients=1)
         )
         channel_layers.backends.clear()
         say(f"{clients} clients, {events} events at {RATE_PER_S}/s...")
-        latencies, delivered, connect_s = asyncio.run(
+        latencies, delivered, connect_s, cpu_s = asyncio.run(
             _run(drama_id=drama_id, job_ids=job_ids, cookies=cookies, clients=clients)
         )
     expected = clients * events
@@ -64,6 +64,10 @@ def fanout(options: dict) -> dict:
         "p95_ms": round(p95 * 1000, 1),
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
         "connect_all_s": round(connect_s, 2),
+        # CPU time of the whole process (server and clients) while events flow: what the
+        # machine's speed does not change.
+        "cpu_s": round(cpu_s, 2),
+        "cpu_us_per_delivery": round(cpu_s / max(delivered, 1) * 1e6, 1),
         "baseline_one_client_p50_ms": round(percentile(alone, 0.50) * 1000, 1),
         "baseline_one_client_p95_ms": round(percentile(alone, 0.95) * 1000, 1),
         "load_average_1min_before": round(load_before, 2),
@@ -123,6 +127,7 @@ async def _run(*, drama_id: int, job_ids: list[int], cookies: list[str], clients
         for n, c in enumerate(communicators)
     ]
     save = sync_to_async(store.save_progress)
+    cpu = time.process_time()
     begin = time.perf_counter()
     for n, job_id in enumerate(job_ids):  # a steady rate, as running jobs report
         await asyncio.sleep(max(0.0, begin + n / RATE_PER_S - time.perf_counter()))
@@ -130,12 +135,13 @@ async def _run(*, drama_id: int, job_ids: list[int], cookies: list[str], clients
         await save(owner=OWNER, job_id=job_id, drama_id=drama_id, progress=0.5, note=f"n{n}")
     # Whatever has not arrived 5 s after the last event counts as lost.
     _, late = await asyncio.wait(readers, timeout=5)
+    cpu_s = time.process_time() - cpu
     for reader in late:
         reader.cancel()
     for communicator in communicators:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await communicator.disconnect()
-    return latencies, sum(received), connect_s
+    return latencies, sum(received), connect_s, cpu_s
 
 
 async def _read(communicator, published, latencies, received, n, expected) -> None:
