@@ -60,9 +60,8 @@ def test_a_take_that_already_ended_is_left_as_it_is(take):
     take.status, take.note = TakeStatus.DONE, "Done"
     take.save(update_fields=["status", "note"])
     Job.objects.filter(id=take.job_id).update(status=JobStatus.RUNNING, lease_owner="w")
-    store.tell_settled(
-        job_id=take.job_id, settled=registry.Settled(JobStatus.FAILED, "worker", "late failure")
-    )
+    late = registry.Settled(JobStatus.FAILED, "worker", "late failure")
+    store.tell_settled(job_id=take.job_id, kind="take.render", settled=late)
 
     take.refresh_from_db()
     assert (take.status, take.error) == (TakeStatus.DONE, "")

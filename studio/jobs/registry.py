@@ -125,15 +125,19 @@ def get(name: str) -> Handler | None:
     return _handlers.get(name)
 
 
+def has_settle_hook(kind: str) -> bool:
+    handler = _handlers.get(kind)
+    return handler is not None and handler.on_settled is not None
+
+
 def settle_hook(job: "Job", settled: Settled) -> str:
     """Run the job kind's settle hook, if it has one, in a savepoint of the caller's
     transaction. Returns "" or what went wrong (the hook's writes are then rolled back)."""
-    handler = _handlers.get(job.kind)
-    if handler is None or handler.on_settled is None:
+    if not has_settle_hook(job.kind):
         return ""
     try:
         with transaction.atomic():
-            handler.on_settled(job, settled)
+            _handlers[job.kind].on_settled(job, settled)
     except Exception as error:
         log.exception("The settle hook of %s #%s failed", job.kind, job.id)
         return f"Settling what it worked on failed: {type(error).__name__}: {error}"[:500]

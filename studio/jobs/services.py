@@ -58,7 +58,8 @@ def job_cancel(*, job: Job) -> Job:
     )
     if cancelled:
         registry.load()
-        store.tell_settled(job_id=job.id, settled=Settled(JobStatus.CANCELLED, "user", error))
+        settled = Settled(JobStatus.CANCELLED, "user", error)
+        store.tell_settled(job_id=job.id, kind=job.kind, settled=settled)
     requested = cancelled or Job.objects.filter(id=job.id, status=JobStatus.RUNNING).update(
         cancel_requested=True, progress_note="Cancelling…"
     )

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from studio import events
 from studio.jobs.models import Job, JobStatus, QueuePause, WorkerBeat
-from studio.jobs.registry import Settled, settle_hook
+from studio.jobs.registry import Settled, has_settle_hook, settle_hook
 
 CHANGED = "jobs.changed"
 
@@ -114,16 +114,18 @@ def _settle(*, owner: str, job: Claimed, outcome: Outcome, now: datetime) -> boo
         settled = Settled(
             status=changes["status"], by="worker", error=outcome.error, result=outcome.result
         )
-        tell_settled(job_id=job.id, settled=settled)
+        tell_settled(job_id=job.id, kind=job.kind, settled=settled)
     return True
 
 
 FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-def tell_settled(*, job_id: int, settled: Settled) -> None:
+def tell_settled(*, job_id: int, kind: str, settled: Settled) -> None:
     """The job just ended, in the caller's transaction: its kind's settle hook settles what it
     worked on. A failing hook leaves its reason on the job (the job's own end stands)."""
+    if not has_settle_hook(kind):
+        return  # most kinds: not even a read
     job = Job.objects.get(id=job_id)
     problem = settle_hook(job, settled)
     if problem:
@@ -221,22 +223,24 @@ def reap() -> int:
         expired = list(
             Job.objects.select_for_update(**_skip_locked())
             .filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-            .values_list("id", "drama_id", "attempts", "max_attempts", "cancel_requested")
+            .values_list("id", "kind", "drama_id", "attempts", "max_attempts", "cancel_requested")
         )
         free = {"lease_owner": "", "lease_expires_at": None}
-        for job_id, drama_id, attempts, max_attempts, cancel_requested in expired:
+        for job_id, kind, drama_id, attempts, max_attempts, cancel_requested in expired:
             row = Job.objects.filter(id=job_id, status=JobStatus.RUNNING)
             if cancel_requested:
                 error = "Cancelled by a user; its worker had stopped responding."
                 row.update(status=JobStatus.CANCELLED, finished_at=now, last_error=error, **free)
-                tell_settled(job_id=job_id, settled=Settled(JobStatus.CANCELLED, "reaper", error))
+                settled = Settled(JobStatus.CANCELLED, "reaper", error)
+                tell_settled(job_id=job_id, kind=kind, settled=settled)
             elif attempts >= max_attempts:
                 error = (
                     f"Gave up after {attempts} attempts: the worker running it stopped "
                     "responding (its lease expired)."
                 )
                 row.update(status=JobStatus.FAILED, finished_at=now, last_error=error, **free)
-                tell_settled(job_id=job_id, settled=Settled(JobStatus.FAILED, "reaper", error))
+                settled = Settled(JobStatus.FAILED, "reaper", error)
+                tell_settled(job_id=job_id, kind=kind, settled=settled)
             else:
                 row.update(
                     status=JobStatus.QUEUED,
