@@ -64,7 +64,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         self.last_sent = None
         self.inbox: list[tuple[int, dict]] = []
         self.has_mail = asyncio.Event()
-        self.pump: asyncio.Task | None = None  # runs `deliver` once the first event came
+        self.pump: asyncio.Task | None = None  # runs `deliver` once the snapshot is sent
         if not await self.check_membership():
             await self.close(code=NOT_FOUND)
             return
@@ -79,6 +79,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         self.group = group_name(self.drama_id)
         await self.accept()
         await self.send_snapshot()
+        self.start_delivering()  # events heard meanwhile go out after the snapshot
 
     async def disconnect(self, code) -> None:
         if self.pump is not None:
@@ -108,9 +109,11 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         if message.get("type") != EVENT_HANDLER:
             return
         self.inbox.append((arrival(message.get("id")), message))
+        self.has_mail.set()
+
+    def start_delivering(self) -> None:
         if self.pump is None:
             self.pump = asyncio.create_task(self.deliver())
-        self.has_mail.set()
 
     async def deliver(self) -> None:
         """Render and send queued events in order; a batch with any change is one snapshot.
