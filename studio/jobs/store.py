@@ -20,7 +20,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from studio import events
-from studio.jobs.models import Job, JobStatus, QueuePause, WorkerBeat
+from studio.jobs.models import FINISHED, Job, JobStatus, QueuePause, WorkerBeat
 from studio.jobs.registry import Settled, has_settle_hook, settle_hook
 
 CHANGED = "jobs.changed"
@@ -110,15 +110,12 @@ def _settle(*, owner: str, job: Claimed, outcome: Outcome, now: datetime) -> boo
             return False
     if ours.update(**changes, **free) != 1:
         return False
-    if changes["status"] in FINAL:
+    if changes["status"] in FINISHED:
         settled = Settled(
             status=changes["status"], by="worker", error=outcome.error, result=outcome.result
         )
         tell_settled(job_id=job.id, kind=job.kind, settled=settled)
     return True
-
-
-FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def tell_settled(*, job_id: int, kind: str, settled: Settled) -> None:
