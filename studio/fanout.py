@@ -27,6 +27,8 @@ from channels.layers import get_channel_layer
 
 log = logging.getLogger(__name__)
 
+GROUP_RENEW_S = 3600.0
+
 RENDER_CACHE_SIZE = 512
 
 _renders: "OrderedDict[tuple, asyncio.Task]" = OrderedDict()
@@ -114,12 +116,22 @@ class _Subscription:
         self.members: set = set()
         self.channel = ""
         self.joined = asyncio.ensure_future(self._join())
-        self.pump: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
 
     async def _join(self) -> None:
         self.channel = await self.layer.new_channel(prefix="fanout")
         await self.layer.group_add(self.group, self.channel)
-        self.pump = asyncio.ensure_future(self._deliver())
+        self.tasks = [asyncio.ensure_future(self._deliver()), asyncio.ensure_future(self._renew())]
+
+    async def _renew(self) -> None:
+        """Layers forget a group membership after `group_expiry` (a day by default); pages
+        come and go under one subscription for longer than that, so it is renewed."""
+        while True:
+            await asyncio.sleep(GROUP_RENEW_S)
+            try:
+                await self.layer.group_add(self.group, self.channel)
+            except Exception:
+                log.exception("Could not renew the subscription to %s", self.group)
 
     async def _deliver(self) -> None:
         while True:
@@ -140,10 +152,10 @@ class _Subscription:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.shield(self.joined)
-        if self.pump is not None:
-            self.pump.cancel()
+        for task in self.tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.pump
+                await task
         if self.channel:
             with contextlib.suppress(Exception):  # the layer may be gone at shutdown
                 await self.layer.group_discard(self.group, self.channel)

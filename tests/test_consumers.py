@@ -321,3 +321,24 @@ async def test_a_page_connects_again_after_the_layer_refused_a_subscription(monk
     communicator, connected, _ = await connect(queue(world), user=world["producer"])
     assert connected and 'id="queue-sections"' in await communicator.receive_from()
     await communicator.disconnect()
+
+
+async def test_a_long_lived_subscription_renews_its_group_membership(monkeypatch):
+    monkeypatch.setattr(fanout, "GROUP_RENEW_S", 0.05)
+    layer = get_channel_layer()
+    heard = []
+
+    class Page:
+        def hear(self, message):
+            heard.append(message["n"])
+
+    page = Page()
+    await fanout.join("renewed", page)
+    [(channel, joined_at)] = layer.groups["renewed"].items()
+    await asyncio.sleep(0.2)
+    assert layer.groups["renewed"][channel] > joined_at  # the layer will not expire it
+    await layer.group_send("renewed", {"type": "x", "n": 1})
+    await asyncio.sleep(0.05)
+    assert heard == [1]
+    await fanout.leave("renewed", page)
+    assert not layer.groups.get("renewed")
