@@ -119,7 +119,9 @@ class _Subscription:
         self.tasks: list[asyncio.Task] = []
 
     async def _join(self) -> None:
-        self.channel = await self.layer.new_channel(prefix="fanout")
+        # The layer's default prefix: channels_redis receives every process-local channel through
+        # one shared list per prefix, and a receiver waiting on another prefix starves the rest.
+        self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
         self.tasks = [asyncio.ensure_future(self._deliver()), asyncio.ensure_future(self._renew())]
 

@@ -90,7 +90,9 @@ async def check_channel_layer(timeout: float = CHANNEL_LAYER_TIMEOUT_S) -> str:
             return "error: no channel layer is configured"
         token = secrets.token_hex(8)
         async with asyncio.timeout(timeout):
-            channel = await layer.new_channel(prefix="healthz")
+            # The default prefix: with channels_redis, a process-local channel of another prefix
+            # is starved while the process's websockets wait on theirs (no answer, a false alarm).
+            channel = await layer.new_channel()
             await layer.send(channel, {"type": "healthz.ping", "token": token})
             message = await layer.receive(channel)
     except TimeoutError:
