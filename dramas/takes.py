@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from dramas.models import (
     TAKE_ACTIVE,
+    TAKE_FINISHED,
     Drama,
     Frame,
     Review,
@@ -28,7 +29,7 @@ from dramas.models import (
     Verdict,
 )
 from studio import events
-from studio.jobs.models import Job, JobStatus
+from studio.jobs.models import ACTIVE, Job, JobStatus
 from studio.jobs.registry import Settled
 from studio.jobs.services import job_cancel, job_enqueue
 from studio.models import UsageRecord
@@ -243,7 +244,7 @@ def take_cancel(*, take: Take) -> Take:
     """Cancel the take's render: a queued one at once, a running one within a second (the
     take settles with its job, `take_settled`)."""
     job = Job.objects.filter(id=take.job_id).first() if take.job_id else None
-    if job is None or job.status not in ("queued", "running"):
+    if job is None or job.status not in ACTIVE:
         raise ValidationError("This take is not rendering.")
     job_cancel(job=job)
     take.refresh_from_db()
@@ -269,7 +270,7 @@ def take_settled(job: Job, settled: Settled) -> None:
 
 def take_set(*, take_id: int, **fields) -> None:
     """Update a take from the pipeline and tell the browsers (after commit)."""
-    if fields.get("status") in (TakeStatus.DONE, TakeStatus.FAILED, TakeStatus.CANCELLED):
+    if fields.get("status") in TAKE_FINISHED:
         fields.setdefault("finished_at", timezone.now())
     with transaction.atomic():
         Take.objects.filter(id=take_id).update(**fields, updated_at=timezone.now())
