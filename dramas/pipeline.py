@@ -266,9 +266,9 @@ async def take_render(ctx) -> dict:
         return await run.run()
     except asyncio.CancelledError:
         # A user's cancel is a flag on the job; shutdown or a lost lease keep the take going.
+        # The take itself is cancelled with its job (take_settled); here the vendor is told.
         if await _db(_cancel_requested)(job_id=ctx.job_id):
             await _cancel_remote(run)
-            await run.set(status=TakeStatus.CANCELLED, note="Cancelled by a user.")
         raise
     except (Release, LeaseLost):
         raise
@@ -277,6 +277,8 @@ async def take_render(ctx) -> dict:
     except Exception as error:
         text = str(error) or type(error).__name__
         if not getattr(error, "retryable", True) or ctx.attempt >= ctx.max_attempts:
+            # Its whole reason (the job's last error is a short line); take_settled covers
+            # the ends this handler never sees (reaper, a queued cancel).
             await run.set(status=TakeStatus.FAILED, error=text[:2000], note="Failed")
         else:
             await run.set(note=f"Attempt {ctx.attempt} failed, retrying: {text[:200]}")

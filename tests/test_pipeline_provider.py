@@ -201,3 +201,26 @@ async def test_an_outage_defers_the_take_without_spending_attempts_then_fails_it
     job = await Job.objects.aget(id=take.job_id)
     # The deferrals gave their attempts back: only calls that reached the vendor spent one.
     assert job.status == "failed" and job.attempts < job.max_attempts, job.attempts
+
+
+async def test_cancelling_a_running_render_cancels_its_take_and_the_vendors_job(settings):
+    from studio.jobs.services import job_cancel
+
+    async with running_sim(job_s=30.0) as sim:
+        remote_video(settings, sim.url)
+        drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
+        take = await render_one(drama, cast["first"])
+        async with running():
+
+            async def polling():
+                current = await Take.objects.aget(id=take.id)
+                return current.remote_handle and current.status == TakeStatus.RENDERING
+
+            await wait_for(polling, timeout=30, step=0.02)
+            await sync_to_async(job_cancel)(job=await Job.objects.aget(id=take.job_id))
+            take = await wait_for(lambda: finished(take.id), timeout=10, step=0.02)
+        stats = sim.stats.as_dict(arrivals=False)
+
+    assert (take.status, take.note) == (TakeStatus.CANCELLED, "Cancelled by a user.")
+    assert (await Job.objects.aget(id=take.job_id)).status == "cancelled"
+    assert stats["requests"].get("video_delete") == 1  # the vendor was told
