@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from characters import consistency, faces
 from characters.models import Character, ReferenceImage, ReferenceQuality
 from characters.uploads import UploadRejected, normalise_image, read_limited
 from studio.cpu import shutdown_cpu_pool
+from studio.files import delete_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +285,5 @@ def character_profile(*, character: Character) -> consistency.CharacterProfile |
 
 
 def _delete_files(names) -> None:
-    for name in names:
-        if name:
-            default_storage.delete(name)
+    # After commit, like every media deletion (studio.files): a rollback keeps the files.
+    delete_after_commit(names)

@@ -10,6 +10,8 @@ class DramasConfig(AppConfig):
         from studio import costs
 
         costs.name_dramas(self.drama_titles)
+        # Connects the receivers that delete a deleted take's or frame's stored files.
+        from dramas import signals  # noqa: F401
 
     def drama_titles(self, ids: list[int]) -> dict[int, str]:
         drama = self.get_model("Drama")

@@ -17,6 +17,7 @@ from dramas import takes as take_services
 from dramas.models import Frame, Take, TakeStatus, Verdict
 from dramas.prompts import scene_prompt
 from dramas.sampling import SampledFrame
+from studio.files import delete_after_commit
 from studio.media import forget_local, local_path
 from studio.providers.base import CastMember, DialogCue, VideoRequest
 
@@ -135,11 +136,13 @@ def save_handle(*, take_id: int, handle: dict) -> None:
 
 def save_video(*, take_id: int, data: bytes) -> None:
     take = _take(take_id)
-    if take.video:
-        take.video.delete(save=False)
+    old = take.video.name
     take.video.save("video.mp4", ContentFile(data), save=False)
     take.cost_usd = take_services.take_cost_usd(take_id=take_id)
     take.save(update_fields=["video", "cost_usd", "updated_at"])
+    # The replaced video follows the row: deleted only once the row names the new one.
+    if old != take.video.name:
+        delete_after_commit([old])
 
 
 def video_path(*, take_id: int) -> str:
@@ -150,8 +153,7 @@ def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, 
     """Frame rows for the sampled JPEGs (replacing any from an interrupted attempt)."""
     take = _take(take_id)
     with transaction.atomic():
-        for old in take.frames.all():
-            old.image.delete(save=False)
+        # Their images go once this commits (dramas.signals).
         take.frames.all().delete()
         rows = []
         for sampled in frames:
@@ -223,14 +225,15 @@ def take_verdict(*, take_id: int, expected: list[str], unprofiled: list[str]) ->
     best = max(scored, key=lambda f: f.score, default=None) or (
         frames[len(frames) // 2] if frames else None
     )
+    old_poster = take.poster.name
     if best is not None:
         with best.image.open("rb") as handle:
-            if take.poster:
-                take.poster.delete(save=False)
             take.poster.save("poster.jpg", ContentFile(handle.read()), save=False)
     take.consistency, take.verdict, take.score = summary, verdict, score
     take.cost_usd = take_services.take_cost_usd(take_id=take_id)
     take.save(update_fields=["poster", "consistency", "verdict", "score", "cost_usd"])
+    if old_poster != take.poster.name:  # a replaced poster goes once the row names the new one
+        delete_after_commit([old_poster])
     return {"verdict": verdict, "score": score}
 
 

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Max
 
-from characters.models import Character, ReferenceImage
+from characters.models import Character
 from dramas.models import (
     Chapter,
     ChapterSource,
@@ -42,15 +41,11 @@ def drama_create(*, creator, **fields) -> Drama:
 
 
 def drama_delete(*, drama: Drama) -> None:
-    """Delete the drama with everything in it, its stored images included."""
-    files = list(
-        ReferenceImage.objects.filter(character__drama=drama).values_list("image", flat=True)
-    )
+    """Delete the drama with everything in it. Its stored files (takes' videos, posters and
+    frames, references' images) follow their rows once this commits (dramas.signals)."""
     with transaction.atomic():
         jobs_forget_drama(drama_id=drama.id)
         drama.delete()
-    for name in files:
-        default_storage.delete(name)
 
 
 @transaction.atomic
