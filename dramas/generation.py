@@ -152,14 +152,29 @@ def chapter_generate(
     plot_turns: int = 3,
     title_wish: str = "",
     notes: str = "",
+    archive_approved: bool = False,
 ) -> Job:
-    """Queue writing the chapter's script; its current script is kept as a version."""
+    """Queue writing the chapter's script; its current script is kept as a version. A new
+    script archives the scenes it does not keep: with approved takes among them, only when
+    the producer confirmed (`archive_approved`)."""
     if not TARGET_S[0] <= target_seconds <= TARGET_S[1]:
         raise ValidationError({"target_seconds": f"Between {TARGET_S[0]} and {TARGET_S[1]} s."})
     if not PLOT_TURNS[0] <= plot_turns <= PLOT_TURNS[1]:
         raise ValidationError({"plot_turns": f"Between {PLOT_TURNS[0]} and {PLOT_TURNS[1]}."})
     Chapter.objects.select_for_update().filter(id=chapter.id).first()  # one request at a time
     _refuse_if_busy(chapter)
+    approved = services.chapter_approved_takes(chapter=chapter)
+    if approved and not archive_approved:
+        raise ValidationError(
+            {
+                "archive_approved": (
+                    f"This chapter has {approved} approved take{'s' if approved != 1 else ''}. "
+                    "A new script archives the scenes it replaces, with their takes (a restore "
+                    "brings them back): tick the box to confirm."
+                )
+            },
+            code="confirm",
+        )
     estimate = generation_estimate(
         chapter=chapter, target_seconds=target_seconds, plot_turns=plot_turns, title_wish=title_wish
     )
@@ -176,6 +191,7 @@ def chapter_generate(
             "title_wish": title_wish.strip()[:200],
             "notes": notes.strip()[:1000],
             "estimate": estimate.as_dict(),
+            "archive_approved": bool(archive_approved),
         },
     )
 

@@ -197,10 +197,28 @@ class TimeOfDay(models.TextChoices):
 
 SCENE_MIN_S = 1
 SCENE_MAX_S = 60
+SCENE_KEY_LENGTH = 32
+
+
+def new_scene_key() -> str:
+    return secrets.token_hex(6)
+
+
+class LiveScenes(models.Manager):
+    """The scenes of the chapters' current scripts: what every page and render sees. Archived
+    scenes (gone from the script, kept with their takes) are reached through `all_objects`."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(archived_at__isnull=True)
 
 
 class Scene(models.Model):
     chapter = models.ForeignKey(Chapter, on_delete=models.CASCADE, related_name="scenes")
+    # Who the scene is across script versions: a replaced script updates the scene with the
+    # same key in place, so its takes stay its takes (dramas.services.chapter_script_replace).
+    key = models.CharField(max_length=SCENE_KEY_LENGTH, default=new_scene_key, editable=False)
+    # Set when a new script no longer has the scene: hidden, never deleted, back on restore.
+    archived_at = models.DateTimeField(null=True, blank=True)
     order = models.PositiveIntegerField(default=0)
     location = models.CharField(max_length=200)
     time_of_day = models.CharField(max_length=5, choices=TimeOfDay, default=TimeOfDay.DAY)
@@ -218,11 +236,23 @@ class Scene(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Archived scenes too (cascades and a take's `scene` use the plain base manager anyway).
+    all_objects = models.Manager()
+    objects = LiveScenes()
+
     class Meta:
         ordering = ["chapter", "order", "id"]
+        default_manager_name = "objects"
+        constraints = [
+            models.UniqueConstraint(fields=["chapter", "key"], name="scene_key_per_chapter")
+        ]
 
     def __str__(self) -> str:
         return f"Scene {self.order}: {self.location}"
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
 
 class DialogLine(models.Model):
@@ -346,7 +376,13 @@ class Take(models.Model):
     class Meta:
         ordering = ["scene", "-number"]
         constraints = [
-            models.UniqueConstraint(fields=["scene", "number"], name="take_number_per_scene")
+            models.UniqueConstraint(fields=["scene", "number"], name="take_number_per_scene"),
+            # Double clicks and concurrent batch renders queue one paid render, not two.
+            models.UniqueConstraint(
+                fields=["scene"],
+                condition=models.Q(status__in=[status.value for status in TAKE_ACTIVE]),
+                name="one_active_take_per_scene",
+            ),
         ]
         indexes = [models.Index(fields=["status"], name="take_status")]
 

@@ -205,7 +205,7 @@ def repair_messages(*, messages: list[dict], answer: str, errors: list[str]) -> 
 
 def rewrite_messages(*, scene: Scene, instruction: str) -> list[dict]:
     chapter = scene.chapter
-    script = services.chapter_script(chapter=chapter)
+    script = services.chapter_script(chapter=chapter, keys=False)
     brief = chapter_brief(
         chapter=chapter,
         target_seconds=max(1, round(scene.duration_s)),

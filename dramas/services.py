@@ -4,14 +4,18 @@ Every function is keyword-only and runs in one transaction, so a failure stores 
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Max
+from django.utils import timezone
 
 from characters.models import Character
 from dramas.models import (
+    SCENE_KEY_LENGTH,
+    TAKE_ACTIVE,
     Chapter,
     ChapterSource,
     ChapterVersion,
@@ -20,8 +24,10 @@ from dramas.models import (
     Membership,
     Role,
     Scene,
+    new_scene_key,
 )
 from dramas.scripts import name_key
+from dramas.takes import take_cancel
 from studio.jobs.services import jobs_forget_drama
 
 User = get_user_model()
@@ -139,8 +145,13 @@ def _characters_of(drama: Drama, characters: Sequence[Character]) -> list[Charac
 
 @transaction.atomic
 def scene_delete(*, scene: Scene) -> None:
+    """Take the scene out of the chapter. A scene with takes (paid work, perhaps approved) is
+    archived with them, not deleted: the versions page lists it and a restore brings it back."""
     chapter = scene.chapter
-    scene.delete()
+    if scene.takes.exists():
+        _scene_archive(scene=scene)
+    else:
+        scene.delete()
     _renumber(chapter.scenes.all())
 
 
@@ -226,33 +237,97 @@ def _renumber(items) -> None:
 # --- Script versions ---------------------------------------------------------------------------
 
 
-def chapter_script(*, chapter: Chapter) -> dict:
-    """The chapter's whole script as plain data (what a version keeps)."""
+def scene_script(scene: Scene, *, keys: bool = True) -> dict:
+    """One scene as plain script data (its cast and lines prefetched or not)."""
+    data = {"key": scene.key} if keys else {}
+    return data | {
+        "location": scene.location,
+        "time_of_day": scene.time_of_day,
+        "action": scene.action,
+        "camera": scene.camera,
+        "duration_s": scene.duration_s,
+        "mood": scene.mood,
+        "characters": [character.name for character in scene.characters.all()],
+        "dialog": [
+            {
+                "speaker": line.speaker.name if line.speaker_id else line.speaker_name,
+                "line": line.line,
+                "emotion": line.emotion,
+            }
+            for line in scene.lines.all()
+        ],
+    }
+
+
+def chapter_script(*, chapter: Chapter, keys: bool = True) -> dict:
+    """The chapter's whole script as plain data (what a version keeps). Each scene carries its
+    key, so a restored version finds its scenes again; `keys=False` for a writer's prompt."""
     scenes = chapter.scenes.prefetch_related("characters", "lines__speaker")
     return {
         "title": chapter.title,
         "synopsis": chapter.synopsis,
-        "scenes": [
-            {
-                "location": scene.location,
-                "time_of_day": scene.time_of_day,
-                "action": scene.action,
-                "camera": scene.camera,
-                "duration_s": scene.duration_s,
-                "mood": scene.mood,
-                "characters": [character.name for character in scene.characters.all()],
-                "dialog": [
-                    {
-                        "speaker": line.speaker.name if line.speaker_id else line.speaker_name,
-                        "line": line.line,
-                        "emotion": line.emotion,
-                    }
-                    for line in scene.lines.all()
-                ],
-            }
-            for scene in scenes
-        ],
+        "scenes": [scene_script(scene, keys=keys) for scene in scenes],
     }
+
+
+@dataclass(frozen=True)
+class ArchivedScene:
+    scene: Scene
+    takes: list  # the scene's takes, newest first
+    versions: list[ChapterVersion]  # the versions that have it: restoring one brings it back
+
+    @property
+    def approved(self) -> int:
+        return sum(1 for take in self.takes if take.locked)
+
+
+def chapter_archive(*, chapter: Chapter, versions: Sequence[ChapterVersion]) -> list[ArchivedScene]:
+    """The chapter's archived scenes, newest first, each with its takes and the versions
+    (among `versions`) that would bring it back."""
+    scenes = (
+        Scene.all_objects.filter(chapter=chapter, archived_at__isnull=False)
+        .prefetch_related("takes")
+        .order_by("-archived_at", "order")
+    )
+    keys_of = {
+        version.id: {
+            data.get("key") for data in version.script.get("scenes", []) if isinstance(data, dict)
+        }
+        for version in versions
+    }
+    return [
+        ArchivedScene(
+            scene=scene,
+            takes=list(scene.takes.all()),
+            versions=[version for version in versions if scene.key in keys_of[version.id]],
+        )
+        for scene in scenes
+    ]
+
+
+def chapter_approved_takes(*, chapter: Chapter) -> int:
+    """Approved takes in the chapter's current scenes: what a new script would archive."""
+    from dramas.models import Take
+
+    return Take.objects.filter(
+        scene__chapter=chapter, scene__archived_at__isnull=True, locked=True
+    ).count()
+
+
+@transaction.atomic
+def chapter_version_keep(
+    *, chapter: Chapter, script: dict, user=None, note: str, source: str
+) -> ChapterVersion:
+    """Keep `script` as the chapter's next version without applying it (a restore applies it)."""
+    latest = chapter.versions.order_by("-number").first()
+    return ChapterVersion.objects.create(
+        chapter=chapter,
+        number=(latest.number + 1) if latest else 1,
+        source=source,
+        note=note[:200],
+        script=script,
+        created_by=user,
+    )
 
 
 @transaction.atomic
@@ -273,23 +348,128 @@ def chapter_version_save(
     )
 
 
+@dataclass(frozen=True)
+class ScriptPlan:
+    """What replacing a chapter's script would do to its scenes, worked out before doing it.
+
+    `matches`: per scene of the new script, the scene it becomes (None: a new scene).
+    `archive`: scenes of the current script the new one no longer has."""
+
+    matches: list[tuple[dict, Scene | None]]
+    archive: list[Scene]
+
+    @property
+    def archived_approved(self) -> int:
+        """How many approved takes the replace would move to the archive."""
+        return sum(1 for scene in self.archive for take in scene.takes.all() if take.locked)
+
+    @property
+    def revived(self) -> list[Scene]:
+        return [scene for _, scene in self.matches if scene is not None and scene.archived]
+
+
+def script_plan(*, chapter: Chapter, script: dict) -> ScriptPlan:
+    """Match the new script's scenes to the chapter's scenes, live and archived: by key, and a
+    scene without a key (a writer's answer, a version older than keys) to a scene whose content
+    it repeats exactly, live scenes first."""
+    scenes = list(
+        Scene.all_objects.filter(chapter=chapter)
+        .prefetch_related("characters", "lines__speaker", "takes")
+        .order_by(F("archived_at").asc(nulls_first=True), "order", "id")
+    )
+    by_key = {scene.key: scene for scene in scenes}
+    wanted = list(script.get("scenes", []))
+    found: list[Scene | None] = []
+    taken: set[int] = set()
+    for data in wanted:
+        scene = by_key.get(_key_of(data))
+        if scene is not None and scene.id not in taken:
+            taken.add(scene.id)
+            found.append(scene)
+        else:
+            found.append(None)
+    for index, data in enumerate(wanted):
+        if found[index] is not None or _key_of(data):
+            continue
+        body = _without_key(data)
+        for scene in scenes:
+            if scene.id not in taken and scene_script(scene, keys=False) == body:
+                taken.add(scene.id)
+                found[index] = scene
+                break
+    archive = [scene for scene in scenes if not scene.archived and scene.id not in taken]
+    return ScriptPlan(matches=list(zip(wanted, found, strict=True)), archive=archive)
+
+
+def _key_of(data: dict) -> str:
+    key = data.get("key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and 0 < len(key) <= SCENE_KEY_LENGTH else ""
+
+
+def _without_key(data: dict) -> dict:
+    return {name: value for name, value in data.items() if name != "key"}
+
+
 @transaction.atomic
 def chapter_script_replace(
-    *, chapter: Chapter, script: dict, user=None, note: str, source: str
+    *,
+    chapter: Chapter,
+    script: dict,
+    user=None,
+    note: str,
+    source: str,
+    archive_approved: bool = False,
 ) -> ChapterVersion:
-    """Replace the chapter's script, keeping the current one as a version first (each scene
-    is built by `scene_apply_script`)."""
+    """Replace the chapter's script, keeping the current one as a version first.
+
+    Scenes keep who they are (`script_plan`): a matching scene is updated in place with its
+    takes (left untouched when nothing in it changed), new ones are added, and scenes the new
+    script lacks are archived, never deleted: hidden with their takes, back when a version
+    that has them is restored. Archiving approved takes needs `archive_approved` (the producer
+    confirmed); otherwise the replace is refused with code "confirm"."""
+    plan = script_plan(chapter=chapter, script=script)
+    if plan.archived_approved and not archive_approved:
+        raise ValidationError(
+            f"This would archive {len(plan.archive)} scene{'s' if len(plan.archive) != 1 else ''}"
+            f" with {plan.archived_approved} approved take"
+            f"{'s' if plan.archived_approved != 1 else ''}. Confirm to go on: they stay in the "
+            "chapter's archive, and restoring a version that has them brings them back.",
+            code="confirm",
+        )
     chapter_version_save(chapter=chapter, user=user, note="Before: " + note)
     by_name = {name_key(c.name): c for c in chapter.drama.characters.all()}
-    chapter.title = script["title"]
-    chapter.synopsis = script.get("synopsis", "")
-    chapter.source = source
-    chapter.full_clean()
-    chapter.save()
-    chapter.scenes.all().delete()
-    for order, data in enumerate(script.get("scenes", []), start=1):
-        scene_apply_script(scene=Scene(chapter=chapter, order=order), data=data, by_name=by_name)
+    title, synopsis = script["title"], script.get("synopsis", "")
+    if (chapter.title, chapter.synopsis, chapter.source) != (title, synopsis, source):
+        chapter.title, chapter.synopsis, chapter.source = title, synopsis, source
+        chapter.full_clean()
+        chapter.save()
+    for scene in plan.archive:
+        _scene_archive(scene=scene)
+    used = set(Scene.all_objects.filter(chapter=chapter).values_list("key", flat=True))
+    for order, (data, scene) in enumerate(plan.matches, start=1):
+        if scene is None:
+            # A key the chapter never had (its scene was deleted) is kept: the version says it.
+            key = _key_of(data)
+            if not key or key in used:
+                key = new_scene_key()
+            used.add(key)
+            scene = Scene(chapter=chapter, order=order, key=key)
+        elif not scene.archived and scene_script(scene, keys=False) == _without_key(data):
+            if scene.order != order:
+                Scene.all_objects.filter(id=scene.id).update(order=order)
+            continue  # the same scene: its lines, cast and timestamps stay as they are
+        scene.order, scene.archived_at = order, None
+        scene_apply_script(scene=scene, data=data, by_name=by_name)
     return chapter_version_save(chapter=chapter, user=user, note=note, source=source)
+
+
+def _scene_archive(*, scene: Scene) -> None:
+    """Hide a scene the script no longer has, with its takes; its renders are cancelled (the
+    vendor told where it allows), since nobody will review them."""
+    Scene.all_objects.filter(id=scene.id).update(archived_at=timezone.now())
+    scene.archived_at = timezone.now()
+    for take in scene.takes.filter(status__in=TAKE_ACTIVE):
+        take_cancel(take=take)
 
 
 @transaction.atomic
@@ -331,13 +511,16 @@ def scene_apply_script(
 
 
 @transaction.atomic
-def chapter_version_restore(*, version: ChapterVersion, user=None) -> ChapterVersion:
+def chapter_version_restore(
+    *, version: ChapterVersion, user=None, archive_approved: bool = False
+) -> ChapterVersion:
     return chapter_script_replace(
         chapter=version.chapter,
         script=version.script,
         user=user,
         note=f"Restored version {version.number}",
         source=version.source,
+        archive_approved=archive_approved,
     )
 
 

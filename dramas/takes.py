@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
@@ -205,26 +205,51 @@ def take_enqueue(
     scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
     if not scenes:
         raise ValidationError("Nothing to render: every scene is approved or already rendering.")
-    # Lock the drama row so two concurrent requests cannot both spend the last dollars.
+    if any(scene.archived for scene in scenes):
+        raise ValidationError(
+            "This scene is archived (the chapter's script no longer has it): restore a version "
+            "that has it to render it again.",
+            code="archived",
+        )
+    # Lock the drama row so two concurrent requests cannot both spend the last dollars, nor
+    # both start a render of the same scene.
     drama = Drama.objects.select_for_update().get(id=drama.id)
+    busy = _rendering(scenes)
+    if busy:
+        raise ValidationError(
+            " ".join(
+                f"Scene {scene.order} is already rendering (take {busy[scene.id]}): wait for it "
+                "or cancel it first."
+                for scene in scenes
+                if scene.id in busy
+            ),
+            code="busy",
+        )
     estimate = takes_estimate(drama=drama, scenes=scenes)
     if not estimate.fits:
         raise ValidationError(estimate.refusal(), code="budget")
     takes = []
     for scene in scenes:
         number = (scene.takes.aggregate(top=Max("number"))["top"] or 0) + 1
-        take = Take.objects.create(
-            scene=scene,
-            number=number,
-            priority=priority,
-            seed=seed if seed is not None else random.randrange(1, 2**31),
-            prompt=prompt.strip(),
-            prompt_edited=bool(prompt.strip()),
-            idempotency_key=f"take-{uuid.uuid4().hex}",
-            estimate_usd=render_estimate_usd(seconds=scene.duration_s),
-            note="Waiting for a worker",
-            created_by=user,
-        )
+        try:
+            with transaction.atomic():  # the database's own guard: one active take a scene
+                take = Take.objects.create(
+                    scene=scene,
+                    number=number,
+                    priority=priority,
+                    seed=seed if seed is not None else random.randrange(1, 2**31),
+                    prompt=prompt.strip(),
+                    prompt_edited=bool(prompt.strip()),
+                    idempotency_key=f"take-{uuid.uuid4().hex}",
+                    estimate_usd=render_estimate_usd(seconds=scene.duration_s),
+                    note="Waiting for a worker",
+                    created_by=user,
+                )
+        except IntegrityError:
+            raise ValidationError(
+                f"Scene {scene.order} is already rendering: wait for it or cancel it first.",
+                code="busy",
+            ) from None
         job = job_enqueue(
             kind=RENDER,
             payload={"take_id": take.id, "scene_id": scene.id},
@@ -238,6 +263,59 @@ def take_enqueue(
         takes.append(take)
     events.publish(drama_id=drama.id, type=CHANGED, ids=[take.id for take in takes])
     return takes
+
+
+def _rendering(scenes: Sequence[Scene]) -> dict[int, int]:
+    """Scene id -> number of its active take, for those of `scenes` that have one."""
+    rows = Take.objects.filter(scene__in=[scene.id for scene in scenes], status__in=TAKE_ACTIVE)
+    return dict(rows.values_list("scene_id", "number"))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a batch render queued, and what it left alone."""
+
+    takes: list[Take]
+    skipped_approved: int
+    skipped_busy: int
+
+    def summary(self) -> str:
+        cost = sum((t.estimate_usd for t in self.takes if t.estimate_usd is not None), start=0)
+        price = (
+            "cost unknown (no price)"
+            if any(t.estimate_usd is None for t in self.takes)
+            else f"about ${cost:.2f}"
+        )
+        parts = [f"Queued {_count(len(self.takes), 'render')}, {price}."]
+        if self.skipped_approved:
+            parts.append(f"{_count(self.skipped_approved, 'approved scene')} skipped.")
+        if self.skipped_busy:
+            parts.append(f"{_count(self.skipped_busy, 'scene')} already rendering, left alone.")
+        return " ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
+@transaction.atomic
+def takes_render_batch(*, drama: Drama, scenes: Sequence[Scene], priority: int = 0, user=None):
+    """ "Render chapter" / "Render drama": a take for every scene that is neither approved nor
+    rendering, chosen under the drama's lock, so a double click or two producers at once queue
+    each scene once. Returns a `Batch`; refuses (ValidationError) when nothing is left."""
+    Drama.objects.select_for_update().filter(id=drama.id).first()
+    scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
+    busy = _rendering(scenes)
+    chosen, approved = batch_scenes(scenes=scenes)
+    if not chosen:
+        raise ValidationError(
+            f"Nothing to render: {_count(approved, 'scene')} approved, "
+            f"{_count(len(busy), 'scene')} already rendering.",
+            code="nothing",
+        )
+    takes = take_enqueue(drama=drama, scenes=chosen, priority=priority, user=user)
+    idle_approved = sum(1 for scene in scenes if scene.id not in busy) - len(chosen)
+    return Batch(takes=takes, skipped_approved=idle_approved, skipped_busy=len(busy))
 
 
 def take_cancel(*, take: Take) -> Take:
@@ -260,7 +338,10 @@ def take_settled(job: Job, settled: Settled) -> None:
     if take is None or not take.active:
         return
     if settled.status == JobStatus.CANCELLED:
-        take_set(take_id=take.id, status=TakeStatus.CANCELLED, note="Cancelled by a user.")
+        note = "Cancelled by a user."
+        if take.scene.archived:
+            note = "Cancelled: its scene is no longer in the chapter's script (archived)."
+        take_set(take_id=take.id, status=TakeStatus.CANCELLED, note=note)
     elif settled.status == JobStatus.FAILED:
         reason = settled.error or "The render job failed."
         take_set(
@@ -324,7 +405,9 @@ def takes_approve_consistent(*, chapter, user) -> list[Take]:
     bulk action for takes the consistency check already passed). Returns the approved takes."""
     newest = Take.objects.filter(scene=OuterRef("scene")).order_by("-number").values("id")[:1]
     candidates = (
-        Take.objects.filter(scene__chapter=chapter, id=Subquery(newest))
+        Take.objects.filter(
+            scene__chapter=chapter, scene__archived_at__isnull=True, id=Subquery(newest)
+        )
         .exclude(scene__takes__locked=True)
         .select_related("scene__chapter")
         .order_by("scene__order")

@@ -280,6 +280,7 @@ def test_it_renders_the_editor_without_query_explosion(
             create_line(scene=scene, speaker=cast[j], line=f"line {j}")
     services.chapter_version_save(chapter=chapter)
     # 15 for the editor, plus the writer's panel: its latest job, the brief's chapters and
-    # characters, and the prices of the two estimates (constant, whatever the chapter's size).
-    with django_assert_max_num_queries(20):
+    # characters, the prices of the two estimates and the approved takes a new script would
+    # archive (constant, whatever the chapter's size).
+    with django_assert_max_num_queries(21):
         producer_client.get(reverse("chapter_editor", args=[drama.id, chapter.id]))

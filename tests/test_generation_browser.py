@@ -106,7 +106,9 @@ def test_a_producer_watches_a_chapter_being_written_then_restores_the_old_one(st
 
     # Versions show the writer's usage; the producer restores the handwritten version.
     page.get_by_role("link", name=re.compile(r"^Versions")).click()
-    expect(page.locator("table")).to_contain_text("gpt-4.1")
+    expect(page.locator("table").first).to_contain_text("gpt-4.1")
+    # The generated script archived the handwritten scenes: listed, with the version that has them.
+    expect(page.locator("#archive + p + table")).to_contain_text("v1")
     page.locator("tr", has_text="v1").get_by_role("link", name="Compare with current").click()
     page.get_by_role("button", name="Restore version 1").click()
     expect(page.locator("#scene-list .scene-card h3").first).to_have_text(original)

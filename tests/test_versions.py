@@ -27,6 +27,7 @@ def test_it_keeps_the_whole_script_in_a_version(drama):
         "synopsis": "She signs.",
         "scenes": [
             {
+                "key": chapter.scenes.get().key,
                 "location": "Office",
                 "time_of_day": "day",
                 "action": "She turns away.",

@@ -345,6 +345,7 @@ def chapter_versions(request, drama, chapter_id: int):
             "drama": drama,
             "chapter": chapter,
             "versions": versions,
+            "archived": services.chapter_archive(chapter=chapter, versions=list(versions)),
             "form": form,
             "can_edit": can(request, Role.EDITOR),
         },
@@ -383,9 +384,17 @@ def chapter_version_detail(request, drama, chapter_id: int, version_id: int):
 def chapter_version_restore(request, drama, chapter_id: int, version_id: int):
     chapter = _chapter(drama, chapter_id)
     version = get_object_or_404(ChapterVersion, chapter=chapter, id=version_id)
+    confirmed = request.POST.get("archive_approved") == "1"
     try:
-        services.chapter_version_restore(version=version, user=request.user)
+        services.chapter_version_restore(
+            version=version, user=request.user, archive_approved=confirmed
+        )
     except ValidationError as error:
+        if getattr(error, "code", None) == "confirm":
+            # Approved takes would go to the archive: the producer sees which, and confirms.
+            plan = services.script_plan(chapter=chapter, script=version.script)
+            context = {"drama": drama, "chapter": chapter, "version": version, "plan": plan}
+            return render(request, "dramas/restore_confirm.html", context, status=409)
         messages.error(request, "This version cannot be restored: " + " ".join(error.messages))
         return done(request, reverse("chapter_versions", args=[drama.id, chapter.id]))
     messages.success(

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dramas import generation, live
+from dramas import generation, live, services
 from dramas.models import Chapter, Role, Scene
 from dramas.views.helpers import INVALID, add_errors, can, drama_view
 from studio.jobs.models import Job
@@ -43,6 +43,10 @@ class GenerateForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+    # Shown only when the chapter has approved takes (a new script archives their scenes).
+    archive_approved = forms.BooleanField(
+        label="Archive the scenes with approved takes", required=False
+    )
 
 
 class NewChapterForm(GenerateForm):
@@ -58,6 +62,7 @@ def editor_context(*, chapter: Chapter, can_edit: bool) -> dict:
     context = live.generation_context(chapter=chapter, can_edit=can_edit)
     if can_edit:
         context["generate_form"] = GenerateForm(auto_id="gen-%s")
+        context["approved_takes"] = services.chapter_approved_takes(chapter=chapter)
         estimate = generation.generation_estimate(chapter=chapter)
         context["estimate"] = estimate
         # A rewrite sends about a chapter's prompt plus the current script (about a chapter's

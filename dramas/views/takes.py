@@ -27,8 +27,9 @@ def _priority(request) -> int:
 
 
 def _scene(drama, scene_id: int) -> Scene:
+    # Archived scenes too: their takes stay reachable (a render of one is refused).
     return get_object_or_404(
-        Scene.objects.select_related("chapter__drama"), chapter__drama=drama, id=scene_id
+        Scene.all_objects.select_related("chapter__drama"), chapter__drama=drama, id=scene_id
     )
 
 
@@ -40,24 +41,23 @@ def _take(drama, take_id: int) -> Take:
     )
 
 
-def _queue(request, drama, scenes, *, back: str, skipped: int = 0):
-    """Queue takes for `scenes`; a refusal (budget, nothing to do) is a message, not an error."""
+def _queue(request, drama, scenes, *, back: str, batch: bool):
+    """Queue takes for `scenes` (a batch skips approved and rendering scenes); a refusal
+    (budget, nothing to do, already rendering) is a message, not an error."""
     try:
-        takes = take_services.take_enqueue(
-            drama=drama, scenes=scenes, priority=_priority(request), user=request.user
-        )
+        if batch:
+            queued = take_services.takes_render_batch(
+                drama=drama, scenes=scenes, priority=_priority(request), user=request.user
+            )
+        else:
+            takes = take_services.take_enqueue(
+                drama=drama, scenes=scenes, priority=_priority(request), user=request.user
+            )
+            queued = take_services.Batch(takes=takes, skipped_approved=0, skipped_busy=0)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        cost = sum((t.estimate_usd for t in takes if t.estimate_usd is not None), start=0)
-        unknown = any(t.estimate_usd is None for t in takes)
-        price = "cost unknown (no price)" if unknown else f"about ${cost:.2f}"
-        extra = (
-            f" {skipped} approved scene{'s' if skipped != 1 else ''} skipped." if skipped else ""
-        )
-        messages.success(
-            request, f"Queued {len(takes)} render{'s' if len(takes) != 1 else ''}, {price}.{extra}"
-        )
+        messages.success(request, queued.summary())
     return done(request, back)
 
 
@@ -66,18 +66,16 @@ def _queue(request, drama, scenes, *, back: str, skipped: int = 0):
 def render_scene(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
     back = request.POST.get("back") == "board" and reverse("drama_board", args=[drama.id])
-    return _queue(request, drama, [scene], back=back or _scene_url(scene))
+    return _queue(request, drama, [scene], back=back or _scene_url(scene), batch=False)
 
 
 @drama_view()
 @require_POST
 def render_chapter(request, drama, chapter_id: int):
     chapter = get_object_or_404(Chapter, drama=drama, id=chapter_id)
-    scenes, skipped = take_services.batch_scenes(
-        scenes=list(chapter.scenes.select_related("chapter"))
-    )
     back = reverse("drama_board", args=[drama.id]) + f"?chapter={chapter.id}"
-    return _queue(request, drama, scenes, back=back, skipped=skipped)
+    scenes = list(chapter.scenes.select_related("chapter"))
+    return _queue(request, drama, scenes, back=back, batch=True)
 
 
 @drama_view()
@@ -98,12 +96,8 @@ def chapter_approve_consistent(request, drama, chapter_id: int):
 @require_POST
 def render_drama(request, drama):
     scenes = Scene.objects.filter(chapter__drama=drama).select_related("chapter")
-    scenes, skipped = take_services.batch_scenes(
-        scenes=list(scenes.order_by("chapter__number", "order"))
-    )
-    return _queue(
-        request, drama, scenes, back=reverse("drama_board", args=[drama.id]), skipped=skipped
-    )
+    scenes = list(scenes.order_by("chapter__number", "order"))
+    return _queue(request, drama, scenes, back=reverse("drama_board", args=[drama.id]), batch=True)
 
 
 def _scene_url(scene: Scene) -> str:

@@ -43,19 +43,17 @@ class Command(BaseCommand):
         chapter = Chapter.objects.select_related("drama").filter(id=chapter_id).first()
         if chapter is None:
             raise CommandError(f"There is no chapter {chapter_id}.")
-        scenes, skipped = take_services.batch_scenes(scenes=list(chapter.scenes.order_by("order")))
-        if scenes:
-            estimate = take_services.takes_estimate(drama=chapter.drama, scenes=scenes)
-            try:
-                queued = take_services.take_enqueue(
-                    drama=chapter.drama, scenes=scenes, priority=priority
-                )
-            except ValidationError as error:
+        scenes = list(chapter.scenes.select_related("chapter").order_by("order"))
+        try:
+            queued = take_services.takes_render_batch(
+                drama=chapter.drama, scenes=scenes, priority=priority
+            )
+        except ValidationError as error:
+            if getattr(error, "code", None) != "nothing":
                 raise CommandError(" ".join(error.messages)) from None
-            cost = "unknown" if estimate.cost_usd is None else f"about ${estimate.cost_usd:.2f}"
-            self.note(f"Queued {len(queued)} take(s), {cost}; {skipped} approved scene(s) skipped.")
+            self.note(" ".join(error.messages))
         else:
-            self.note("Nothing to queue: every scene is approved or already rendering.")
+            self.note(queued.summary())
         if wait:
             started = time.monotonic()
             asyncio.run(self.wait(chapter, timeout=options["timeout"]))
