@@ -234,13 +234,16 @@ def test_it_forbids_viewers_to_edit(drama, character):
 # --- Delete ------------------------------------------------------------------------------------
 
 
-def test_it_deletes_a_character_with_its_images(producer_client, drama, character, media_root):
+def test_it_deletes_a_character_with_its_images(
+    producer_client, drama, character, media_root, django_capture_on_commit_callbacks
+):
     references = with_references(character, 2)
     other = create_character(drama=drama, name="Mei")
     [kept] = with_references(other)
     assert all(file_of(reference, media_root).exists() for reference in references)
 
-    response = producer_client.post(url("character_delete", character))
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the delete commits
+        response = producer_client.post(url("character_delete", character))
 
     assert response.status_code == 302
     assert response["Location"] == reverse("drama_board", args=[drama.id])
@@ -263,11 +266,12 @@ def test_it_forbids_viewers_to_delete_a_character(drama, character, media_root):
 
 
 def test_it_deletes_a_reference_and_returns_the_gallery_to_htmx(
-    producer_client, character, media_root
+    producer_client, character, media_root, django_capture_on_commit_callbacks
 ):
     gone, kept = with_references(character, 2)
 
-    response = producer_client.post(url("reference_delete", character, gone.id), headers=HTMX)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = producer_client.post(url("reference_delete", character, gone.id), headers=HTMX)
 
     assert response.status_code == 200
     html = response.content.decode()
@@ -280,10 +284,13 @@ def test_it_deletes_a_reference_and_returns_the_gallery_to_htmx(
     assert stored_files(media_root) == [file_of(kept, media_root)]
 
 
-def test_it_deletes_a_reference_and_redirects_a_plain_form(producer_client, character, media_root):
+def test_it_deletes_a_reference_and_redirects_a_plain_form(
+    producer_client, character, media_root, django_capture_on_commit_callbacks
+):
     [reference] = with_references(character)
 
-    response = producer_client.post(url("reference_delete", character, reference.id))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = producer_client.post(url("reference_delete", character, reference.id))
 
     assert response.status_code == 302
     assert response["Location"] == url("character_detail", character)
@@ -307,7 +314,7 @@ def test_it_forbids_viewers_to_delete_a_reference(drama, character, media_root):
 
 
 def test_it_removes_the_reference_files_when_the_producer_deletes_the_drama(
-    producer, producer_client, drama, character, media_root
+    producer, producer_client, drama, character, media_root, django_capture_on_commit_callbacks
 ):
     with_references(character, 2)
     with_references(create_character(drama=drama, name="Mei"))
@@ -315,7 +322,8 @@ def test_it_removes_the_reference_files_when_the_producer_deletes_the_drama(
     [kept] = with_references(elsewhere)
     assert len(stored_files(media_root)) == 4
 
-    response = producer_client.post(reverse("drama_delete", args=[drama.id]))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = producer_client.post(reverse("drama_delete", args=[drama.id]))
 
     assert response.status_code == 302
     assert response["Location"] == reverse("dashboard")
@@ -325,10 +333,13 @@ def test_it_removes_the_reference_files_when_the_producer_deletes_the_drama(
     assert stored_files(media_root) == [file_of(kept, media_root)]
 
 
-def test_it_removes_the_reference_files_in_the_drama_delete_service(drama, character, media_root):
+def test_it_removes_the_reference_files_in_the_drama_delete_service(
+    drama, character, media_root, django_capture_on_commit_callbacks
+):
     with_references(character, 2)
 
-    drama_services.drama_delete(drama=drama)
+    with django_capture_on_commit_callbacks(execute=True):
+        drama_services.drama_delete(drama=drama)
 
     assert not ReferenceImage.objects.exists()
     assert stored_files(media_root) == []
