@@ -2,9 +2,13 @@
 approve take 1, restore version 1 (the very script the chapter has): every take stays, with
 its video, and the studio's own check finds nothing wrong."""
 
+import io
+import json
+
 import av
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.urls import reverse
 
 from dramas import services
@@ -59,3 +63,10 @@ async def test_render_approve_and_restore_the_same_version_keeps_every_take(prod
         assert page.status_code == 200
     assert (await Take.objects.aget(id=takes[0].id)).locked
     assert await sync_to_async(lambda: chapter.scenes.count())() == 2
+    assert (await sync_to_async(doctor_summary)())["problems"] == 0
+
+
+def doctor_summary() -> dict:
+    out = io.StringIO()
+    call_command("studio_doctor", "--json", stdout=out)
+    return json.loads(out.getvalue().strip().splitlines()[-1])
