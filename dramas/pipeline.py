@@ -10,12 +10,19 @@ again with the same idempotency key, and the vendor answers with the same job). 
 face scoring run in the process pool. An open circuit breaker parks the take as "waiting for
 provider": the job is deferred past the breaker's delay without spending an attempt, for up to
 PROVIDER_OUTAGE_MAX_S in a row, then the take fails saying so.
+
+A vendor job still not done VIDEO_MAX_RENDER_S after it was first submitted is cancelled at the
+vendor and its take fails, saying so. The submit time is the database's clock, kept in the job's
+checkpoint while the take polls (the checkpoint is what a restarted worker resumes from, and the
+first submit is not repeated, so the deadline never restarts).
 """
 
 import asyncio
 import logging
 import tempfile
 import time
+from datetime import datetime
+from typing import NoReturn
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -26,6 +33,7 @@ from dramas.models import TakeStatus
 from dramas.sampling import sample_frames
 from dramas.takes import JOB_ATTEMPTS, RENDER, take_set, take_settled
 from studio.jobs.registry import LeaseLost, PermanentError, Release, register
+from studio.jobs.store import database_now
 from studio.media import local_path
 from studio.providers import registry
 from studio.providers.animatic import plan as animatic_plan
@@ -56,6 +64,9 @@ class TakeRun:
         self.video = registry.video()
         self._last_saved = -1.0
         self.step = STEPS[0]
+        checkpoint = ctx.checkpoint if isinstance(ctx.checkpoint, dict) else {}
+        # When the vendor job was first submitted (ISO, database clock); the poll deadline.
+        self.submitted_at: str | None = checkpoint.get("submitted_at")
 
     async def set(self, **fields) -> None:
         await _db(take_set)(take_id=self.take_id, **fields)
@@ -79,8 +90,15 @@ class TakeRun:
                 self.step = STEPS[index]
                 await getattr(self, STEPS[index])()
                 following = STEPS[index + 1] if index + 1 < len(STEPS) else "done"
-                await self.ctx.save_checkpoint({"step": following})
+                await self.ctx.save_checkpoint(self.checkpoint_at(following))
         return await self.finish()
+
+    def checkpoint_at(self, step: str, **extra) -> dict:
+        """The checkpoint for `step`: while polling it keeps the first submit's time."""
+        data = {"step": step, **extra}
+        if step == "poll" and self.submitted_at:
+            data["submitted_at"] = self.submitted_at
+        return data
 
     async def wait_for_provider(self, error: CircuitOpen) -> None:
         """The vendor's breaker is open: that is the vendor's state, not this take's fault, so
@@ -102,7 +120,7 @@ class TakeRun:
             await self.set(status=TakeStatus.FAILED, error=text, note="Provider unavailable")
             raise PermanentError(text) from error
         wait = min(max(error.retry_after_s or 1.0, 1.0), limit - waited)
-        await self.ctx.save_checkpoint({"step": self.step, "waiting_since": since})
+        await self.ctx.save_checkpoint(self.checkpoint_at(self.step, waiting_since=since))
         note = f"Waiting for {name}: it is failing, next try in {wait:.0f} s"
         await self.set(status=TakeStatus.WAITING, note=note)
         raise Release(note, after_s=wait) from error
@@ -136,14 +154,22 @@ class TakeRun:
         handle = await self.video.submit(request, info.idempotency_key)
         # Durable before the first poll: a restart finds the handle and resumes polling.
         await _db(db.save_handle)(take_id=self.take_id, handle=handle.to_json())
+        self.submitted_at = (await _db(database_now)()).isoformat()  # checkpointed with "poll"
         await self.progress(PROGRESS["submit"], f"Submitted to {self.video.name}")
 
     async def poll(self) -> None:
         info = await _db(db.load)(take_id=self.take_id)
         handle = JobHandle.from_json(info.remote_handle)
         low, high = PROGRESS["submit"], PROGRESS["poll"]
+        deadline = await self.render_deadline()
         while True:
-            status = await self.video.poll(handle)
+            try:
+                status = await self.video.poll(handle)
+            except Exception as error:
+                if time.monotonic() >= deadline:  # past it, nothing is worth waiting for
+                    await self.give_up_rendering(handle, cause=error)
+                raise
+            # Checked after the poll: a render that finished late is still downloaded.
             if status.state is JobState.SUCCEEDED:
                 break
             if status.state is JobState.FAILED and status.vendor_status == "lost":
@@ -164,7 +190,40 @@ class TakeRun:
                 info.status = TakeStatus.RENDERING
                 await self.set(status=TakeStatus.RENDERING, note=note)
             await self.progress(low + (high - low) * status.progress, note)
-            await asyncio.sleep(max(0.05, status.poll_after_s))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                await self.give_up_rendering(handle)
+            await asyncio.sleep(max(0.05, min(status.poll_after_s, left)))
+
+    async def render_deadline(self) -> float:
+        """When polling gives up, on this process's monotonic clock: VIDEO_MAX_RENDER_S after
+        the first submit, elapsed time read on the database clock (any worker, any restart)."""
+        now = await _db(database_now)()
+        if self.submitted_at is None:
+            # The worker died between saving the handle and the checkpoint, or the render was
+            # submitted before this deadline existed: it counts from now.
+            self.submitted_at = now.isoformat()
+            await self.ctx.save_checkpoint(self.checkpoint_at("poll"))
+        elapsed = (now - datetime.fromisoformat(self.submitted_at)).total_seconds()
+        return time.monotonic() + settings.VIDEO_MAX_RENDER_S - elapsed
+
+    async def give_up_rendering(
+        self, handle: JobHandle, *, cause: Exception | None = None
+    ) -> NoReturn:
+        """Past VIDEO_MAX_RENDER_S: cancel the vendor's job (it may bill until it stops) and
+        fail the take without a retry; take_render records the reason on the take."""
+        limit = settings.VIDEO_MAX_RENDER_S
+        how_long = f"{limit / 60:.0f} min" if limit >= 120 else f"{limit:g} s"
+        cancelled = await _cancel_remote(self, handle=handle)
+        what = (
+            "the render was cancelled there"
+            if cancelled
+            else "it did not confirm cancelling the render (check its dashboard for charges)"
+        )
+        raise PermanentError(
+            f"The video service ({self.video.name}) had not finished after {how_long} "
+            f"(VIDEO_MAX_RENDER_S); {what}. Render a new take to try again."
+        ) from cause
 
     async def download(self) -> None:
         info = await _db(db.load)(take_id=self.take_id)
@@ -285,10 +344,15 @@ async def take_render(ctx) -> dict:
         raise
 
 
-async def _cancel_remote(run: TakeRun) -> None:
+async def _cancel_remote(run: TakeRun, *, handle: JobHandle | None = None) -> bool:
+    """Tell the vendor to stop the take's job (`handle`, else the saved one); True if it did."""
     try:
-        info = await _db(db.load)(take_id=run.take_id)
-        if info and info.remote_handle:
-            await run.video.cancel(JobHandle.from_json(info.remote_handle))
-    except Exception:  # the vendor may refuse; the take is cancelled on our side regardless
+        if handle is None:
+            info = await _db(db.load)(take_id=run.take_id)
+            if not (info and info.remote_handle):
+                return False
+            handle = JobHandle.from_json(info.remote_handle)
+        return bool(await run.video.cancel(handle))
+    except Exception:  # the vendor may refuse; the take ends on our side regardless
         log.warning("Could not cancel the remote job of take %s", run.take_id, exc_info=True)
+        return False

@@ -140,6 +140,9 @@ STUDIO_WORKER = {
     "lease_s": float(os.environ.get("STUDIO_JOB_LEASE_S", 30)),
     "grace_s": float(os.environ.get("STUDIO_JOB_GRACE_S", 8)),
 }
+# Finished jobs (done, failed, cancelled) are deleted by the workers this many days after they
+# finished; 0 keeps them forever.
+STUDIO_JOB_RETENTION_DAYS = float(os.environ.get("STUDIO_JOB_RETENTION_DAYS", 30))
 # Modules that register job handlers, besides every app's `jobs` module.
 STUDIO_JOB_MODULES = env_list("STUDIO_JOB_MODULES", "")
 
@@ -274,6 +277,9 @@ PROVIDER_VIDEO = provider_env("VIDEO", model="sora-2", rate=2, burst=10, concurr
 PROVIDER_VIDEO["durations_s"] = [float(s) for s in env_list("VIDEO_DURATIONS", "4,8,12")]
 PROVIDER_VIDEO["max_reference_images"] = int(os.environ.get("VIDEO_MAX_REFERENCES", 1))
 PROVIDER_VIDEO["poll_s"] = float(os.environ.get("VIDEO_POLL_S", 5))
+# A vendor render not finished this long after it was first submitted is cancelled at the
+# vendor and its take fails, saying so.
+VIDEO_MAX_RENDER_S = float(os.environ.get("VIDEO_MAX_RENDER_S", 1800))
 PROVIDER_LIPSYNC = provider_env("LIPSYNC", model="lipsync-2", rate=2, burst=10, concurrency=8)
 PROVIDER_LIPSYNC["poll_s"] = float(os.environ.get("LIPSYNC_POLL_S", 5))
 # Circuit breaker: open after N consecutive failures, try again after recovery_s, close after

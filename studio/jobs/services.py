@@ -1,7 +1,8 @@
 """Queue operations for views and domain services: enqueue, cancel, retry, bump, pause.
 
 Each runs in the caller's transaction; events and the worker wake-up go out after commit, so a
-job enqueued inside a rolled-back change never runs and never shows.
+job enqueued inside a rolled-back change never runs and never shows. Due and finish times are
+the database's clock (`Now()`), as the worker compares them (studio.jobs.store).
 """
 
 from datetime import timedelta
@@ -9,7 +10,7 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from studio import events
 from studio.jobs import registry, store
@@ -42,7 +43,7 @@ def job_enqueue(
         drama_id=drama_id,
         priority=priority,
         max_attempts=max_attempts or handler.max_attempts or DEFAULT_MAX_ATTEMPTS,
-        run_after=timezone.now() + timedelta(seconds=delay_s),
+        run_after=Now() + timedelta(seconds=delay_s) if delay_s else Now(),
     )
     events.publish(drama_id=drama_id, type=CHANGED, ids=[job.id])
     transaction.on_commit(notify)
@@ -54,7 +55,7 @@ def job_cancel(*, job: Job) -> Job:
     """A queued job is cancelled at once; a running one is cancelled by its worker within 1 s."""
     error = "Cancelled by a user."
     cancelled = Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now(), last_error=error
+        status=JobStatus.CANCELLED, finished_at=Now(), last_error=error
     )
     if cancelled:
         registry.load()
@@ -76,7 +77,7 @@ def job_retry(*, job: Job) -> Job:
     if not Job.objects.filter(id=job.id, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
         status=JobStatus.QUEUED,
         attempts=0,
-        run_after=timezone.now(),
+        run_after=Now(),
         finished_at=None,
         cancel_requested=False,
         progress_note="",

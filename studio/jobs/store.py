@@ -3,6 +3,10 @@
 Every write to a running job is guarded by `lease_owner=<this worker>, status=running`, so a
 worker whose lease was reaped can never overwrite what another worker now owns.
 
+Time is the database server's (`Now()`), never this machine's: leases, due times and finish
+times are all stored and compared on that one clock, so a worker whose clock runs fast or slow
+neither reaps live jobs nor leaves due ones waiting.
+
 Claiming: on PostgreSQL candidate rows are locked with `FOR UPDATE SKIP LOCKED`, so concurrent
 workers never wait for or take each other's rows; on SQLite the transaction is IMMEDIATE
 (settings), so claims from all processes are serialised by the database lock. One transaction
@@ -16,8 +20,8 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Window
-from django.db.models.functions import RowNumber
-from django.utils import timezone
+from django.db.models.functions import Now, RowNumber
+from django.db.models.sql import Query
 
 from studio import events
 from studio.jobs.models import FINISHED, Job, JobStatus, QueuePause, WorkerBeat
@@ -39,12 +43,15 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended. `state`: succeeded, retry, failed, cancelled, released, lost."""
+    """How an attempt ended. `state`: succeeded, retry, failed, cancelled, released, lost.
+
+    `retry_after_s`: how long a retried or deferred job waits, counted on the database clock
+    when the outcome is recorded."""
 
     state: str
     result: Any = None
     error: str = ""
-    retry_at: datetime | None = None
+    retry_after_s: float | None = None
 
 
 @dataclass
@@ -59,6 +66,23 @@ class _Touched:
             events.publish(drama_id=drama_id, type=type, ids=ids)
 
 
+def database_now() -> datetime:
+    """The database server's current time: the clock every worker and web process shares."""
+    now = Now()
+    sql, params = Query(None).get_compiler(connection=connection).compile(now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {sql}", params)
+        [value] = cursor.fetchone()
+    for convert in connection.ops.get_db_converters(now):  # SQLite answers with text
+        value = convert(value, now, connection)
+    return value
+
+
+def _from_now(seconds: float | None):
+    """The database's now plus `seconds`, as an expression evaluated by the database."""
+    return Now() + timedelta(seconds=seconds) if seconds else Now()
+
+
 def cycle(
     *,
     owner: str,
@@ -71,11 +95,10 @@ def cycle(
         return []  # an idle poll: no write lock taken
     touched = _Touched()
     with transaction.atomic():
-        now = timezone.now()
         for job, outcome in settled:
-            if _settle(owner=owner, job=job, outcome=outcome, now=now):
+            if _settle(owner=owner, job=job, outcome=outcome):
                 touched.add(job.drama_id, job.id)
-        claimed = _claim(owner=owner, limit=claim_limit, lease_s=lease_s, now=now)
+        claimed = _claim(owner=owner, limit=claim_limit, lease_s=lease_s)
         for job in claimed:
             touched.add(job.drama_id, job.id)
         touched.publish()
@@ -83,27 +106,28 @@ def cycle(
 
 
 def _anything_due() -> bool:
-    ready = Job.objects.filter(status=JobStatus.QUEUED, run_after__lte=timezone.now())
+    ready = Job.objects.filter(status=JobStatus.QUEUED, run_after__lte=Now())
     return ready.exists()
 
 
-def _settle(*, owner: str, job: Claimed, outcome: Outcome, now: datetime) -> bool:
+def _settle(*, owner: str, job: Claimed, outcome: Outcome) -> bool:
     ours = Job.objects.filter(id=job.id, lease_owner=owner, status=JobStatus.RUNNING)
     free = {"lease_owner": "", "lease_expires_at": None}
     match outcome.state:
         case "succeeded":
             changes = {"status": JobStatus.SUCCEEDED, "progress": 1.0, "result": outcome.result}
-            changes |= {"finished_at": now, "last_error": "", "cancel_requested": False}
+            changes |= {"finished_at": Now(), "last_error": "", "cancel_requested": False}
         case "retry":
-            changes = {"status": JobStatus.QUEUED, "run_after": outcome.retry_at}
+            changes = {"status": JobStatus.QUEUED, "run_after": _from_now(outcome.retry_after_s)}
             changes |= {"last_error": outcome.error}
         case "failed":
-            changes = {"status": JobStatus.FAILED, "finished_at": now, "last_error": outcome.error}
+            changes = {"status": JobStatus.FAILED, "finished_at": Now()}
+            changes |= {"last_error": outcome.error}
         case "cancelled":
-            changes = {"status": JobStatus.CANCELLED, "finished_at": now}
+            changes = {"status": JobStatus.CANCELLED, "finished_at": Now()}
             changes |= {"last_error": outcome.error, "cancel_requested": False}
         case "released":  # shutdown or deferred: not the job's fault, the attempt is given back
-            changes = {"status": JobStatus.QUEUED, "run_after": outcome.retry_at or now}
+            changes = {"status": JobStatus.QUEUED, "run_after": _from_now(outcome.retry_after_s)}
             note = (outcome.error or "Waiting for a worker")[:200]
             changes |= {"attempts": F("attempts") - 1, "progress_note": note}
         case _:  # lost: the row is no longer ours to write
@@ -130,10 +154,10 @@ def tell_settled(*, job_id: int, kind: str, settled: Settled) -> None:
         Job.objects.filter(id=job_id).update(last_error=note)
 
 
-def _claim(*, owner: str, limit: int, lease_s: float, now: datetime) -> list[Claimed]:
+def _claim(*, owner: str, limit: int, lease_s: float) -> list[Claimed]:
     if limit <= 0:
         return []
-    ready = Job.objects.filter(status=JobStatus.QUEUED, run_after__lte=now).exclude(
+    ready = Job.objects.filter(status=JobStatus.QUEUED, run_after__lte=Now()).exclude(
         Exists(QueuePause.objects.filter(drama_id=OuterRef("drama_id")))
     )
     # Per-drama fairness: each drama's jobs are ranked within their priority, and a drama's
@@ -184,9 +208,9 @@ def _claim(*, owner: str, limit: int, lease_s: float, now: datetime) -> list[Cla
     Job.objects.filter(id__in=ids, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING,
         lease_owner=owner,
-        lease_expires_at=now + timedelta(seconds=lease_s),
+        lease_expires_at=_from_now(lease_s),
         attempts=F("attempts") + 1,
-        started_at=now,
+        started_at=Now(),
         progress_note="",
     )
     rows = Job.objects.filter(id__in=ids, lease_owner=owner, status=JobStatus.RUNNING).values_list(
@@ -202,7 +226,7 @@ def watch(*, owner: str, job_ids: list[int], lease_s: float | None) -> tuple[set
         return set(), set()
     ours = Job.objects.filter(id__in=job_ids, lease_owner=owner, status=JobStatus.RUNNING)
     if lease_s is not None:
-        ours.update(lease_expires_at=timezone.now() + timedelta(seconds=lease_s))
+        ours.update(lease_expires_at=_from_now(lease_s))
     flags = dict(ours.values_list("id", "cancel_requested"))
     lost = set(job_ids) - set(flags)
     return lost, {job_id for job_id, wanted in flags.items() if wanted}
@@ -210,16 +234,13 @@ def watch(*, owner: str, job_ids: list[int], lease_s: float | None) -> tuple[set
 
 def reap() -> int:
     """Requeue running jobs whose lease expired (their worker died); fail the exhausted ones."""
-    if not Job.objects.filter(
-        status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()
-    ).exists():
+    if not Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=Now()).exists():
         return 0  # the usual case, answered without a write lock
     touched = _Touched()
     with transaction.atomic():
-        now = timezone.now()
         expired = list(
             Job.objects.select_for_update(**_skip_locked())
-            .filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+            .filter(status=JobStatus.RUNNING, lease_expires_at__lt=Now())
             .values_list("id", "kind", "drama_id", "attempts", "max_attempts", "cancel_requested")
         )
         free = {"lease_owner": "", "lease_expires_at": None}
@@ -227,7 +248,7 @@ def reap() -> int:
             row = Job.objects.filter(id=job_id, status=JobStatus.RUNNING)
             if cancel_requested:
                 error = "Cancelled by a user; its worker had stopped responding."
-                row.update(status=JobStatus.CANCELLED, finished_at=now, last_error=error, **free)
+                row.update(status=JobStatus.CANCELLED, finished_at=Now(), last_error=error, **free)
                 settled = Settled(JobStatus.CANCELLED, "reaper", error)
                 tell_settled(job_id=job_id, kind=kind, settled=settled)
             elif attempts >= max_attempts:
@@ -235,13 +256,13 @@ def reap() -> int:
                     f"Gave up after {attempts} attempts: the worker running it stopped "
                     "responding (its lease expired)."
                 )
-                row.update(status=JobStatus.FAILED, finished_at=now, last_error=error, **free)
+                row.update(status=JobStatus.FAILED, finished_at=Now(), last_error=error, **free)
                 settled = Settled(JobStatus.FAILED, "reaper", error)
                 tell_settled(job_id=job_id, kind=kind, settled=settled)
             else:
                 row.update(
                     status=JobStatus.QUEUED,
-                    run_after=now,
+                    run_after=Now(),
                     progress_note="Requeued: its worker stopped responding",
                     **free,
                 )
@@ -254,14 +275,28 @@ def reap() -> int:
 BEAT_FORGET_S = 3600.0
 
 
-def beat(*, owner: str, name: str, concurrency: int, running: int, started_at: datetime) -> None:
+def beat(*, owner: str, name: str, concurrency: int, running: int) -> None:
     """This worker is alive (WorkerBeat); old rows of killed workers are tidied on the way."""
-    now = timezone.now()
-    fields = {"name": name[:60], "concurrency": concurrency, "running": running, "beat_at": now}
+    fields = {"name": name[:60], "concurrency": concurrency, "running": running, "beat_at": Now()}
     WorkerBeat.objects.update_or_create(
-        owner=owner[:120], defaults=fields, create_defaults={**fields, "started_at": started_at}
+        owner=owner[:120], defaults=fields, create_defaults={**fields, "started_at": Now()}
     )
-    WorkerBeat.objects.filter(beat_at__lt=now - timedelta(seconds=BEAT_FORGET_S)).delete()
+    WorkerBeat.objects.filter(beat_at__lt=Now() - timedelta(seconds=BEAT_FORGET_S)).delete()
+
+
+def prune_finished(*, retention_days: float, limit: int) -> int:
+    """Delete up to `limit` jobs that finished more than `retention_days` ago (database clock);
+    return how many went. One small batch per call, so no call holds a lock for long; queued
+    and running jobs are never touched."""
+    old = Job.objects.filter(
+        status__in=FINISHED, finished_at__lt=Now() - timedelta(days=retention_days)
+    )
+    ids = list(old.order_by("id").values_list("id", flat=True)[:limit])
+    if not ids:
+        return 0
+    # The status again: a job retried since the select is active and stays.
+    deleted, _ = Job.objects.filter(id__in=ids, status__in=FINISHED).delete()
+    return deleted
 
 
 def forget_beat(*, owner: str) -> None:

@@ -6,9 +6,12 @@
 - A watch loop renews leases (heartbeat) and polls for cancel requests every `watch_s`, so a
   cancelled job's task is cancelled within a second; a job whose lease was taken back is
   cancelled too, so it never runs twice at once.
-- A reap loop requeues jobs whose lease expired (their worker died).
+- A reap loop requeues jobs whose lease expired (their worker died) and, a batch at a time,
+  deletes jobs that finished more than STUDIO_JOB_RETENTION_DAYS ago.
 - Companions registered by other parts of the studio (registry.register_companion) run beside
   the jobs for as long as the worker does.
+- Times that outlive this process (leases, retry times) are counted on the database's clock
+  (studio.jobs.store), never this machine's; its own timers use time.monotonic.
 - Errors retry with capped exponential backoff and full jitter, honouring `retry_after_s`;
   errors with `retryable = False` fail at once; exhausted attempts fail with the last error.
 - `stop()` (SIGTERM) stops claiming, lets running jobs finish or checkpoint for `grace_s`
@@ -29,12 +32,10 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from studio import events, health
 from studio.jobs import registry, store
@@ -62,6 +63,10 @@ class WorkerConfig:
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 300.0
     progress_interval_s: float = 0.4
+    # Finished jobs past their retention: looked for this often, deleted `prune_batch` rows
+    # per reap pass while more are left (so pruning never holds the database for long).
+    prune_every_s: float = 3600.0
+    prune_batch: int = 500
 
     @property
     def heartbeat_s(self) -> float:
@@ -248,7 +253,6 @@ class Worker:
 
     async def _beat_loop(self) -> None:
         """Tell other processes this worker is alive (web processes show it, /healthz too)."""
-        started_at = timezone.now()
         while True:
             try:
                 await self._db(
@@ -257,7 +261,6 @@ class Worker:
                     name=self.name,
                     concurrency=self.config.concurrency,
                     running=len(self._running),
-                    started_at=started_at,
                 )
             except Exception:
                 log.exception("Job worker %s: heartbeat failed", self.owner)
@@ -292,6 +295,7 @@ class Worker:
                 self._cancel(job_id, "cancel")
 
     async def _reap_loop(self) -> None:
+        next_prune = time.monotonic()  # once soon after start: workers may restart often
         while True:
             try:
                 if count := await self._db(store.reap):
@@ -299,7 +303,26 @@ class Worker:
                     self._poke()
             except Exception:
                 log.exception("Job worker %s: reaping failed", self.owner)
+            if time.monotonic() >= next_prune:
+                more = await self._prune()
+                next_prune = time.monotonic() + (0 if more else self.config.prune_every_s)
             await asyncio.sleep(min(self.config.reap_s, self.config.lease_s))
+
+    async def _prune(self) -> bool:
+        """Delete one batch of jobs past STUDIO_JOB_RETENTION_DAYS; True when more are left."""
+        days = settings.STUDIO_JOB_RETENTION_DAYS
+        if days <= 0:  # kept forever
+            return False
+        try:
+            deleted = await self._db(
+                store.prune_finished, retention_days=days, limit=self.config.prune_batch
+            )
+        except Exception:
+            log.exception("Job worker %s: pruning finished jobs failed", self.owner)
+            return False
+        if deleted:
+            log.info("Deleted %d job(s) finished more than %g days ago", deleted, days)
+        return deleted >= self.config.prune_batch
 
     # --- one job -----------------------------------------------------------------------------
     def _start(self, job: Claimed) -> None:
@@ -349,10 +372,7 @@ class Worker:
                 "lost": Outcome("lost"),
             }[reason]
         except Release as release:
-            retry_at = (
-                timezone.now() + timedelta(seconds=release.after_s) if release.after_s else None
-            )
-            outcome = Outcome("released", error=release.note, retry_at=retry_at)
+            outcome = Outcome("released", error=release.note, retry_after_s=release.after_s)
         except LeaseLost:
             outcome = Outcome("lost")
         except Exception as error:
@@ -382,7 +402,7 @@ class Worker:
             "retry",
             error=f"Attempt {job.attempts} of {job.max_attempts} failed: {text}. "
             f"Retrying in {delay:.0f} s.",
-            retry_at=timezone.now() + timedelta(seconds=delay),
+            retry_after_s=delay,
         )
 
     # --- database ----------------------------------------------------------------------------
