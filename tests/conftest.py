@@ -1,9 +1,50 @@
+import os
+import secrets
 import shutil
+import sys
+import time
+from typing import NamedTuple
 
 import pytest
 from django.test import Client
 
 from tests.factories import PASSWORD, create_drama, create_user
+
+# Every process this test session starts inherits this variable, and keeps it when orphaned
+# and reparented to init: at the end, the session fails if any such process is still alive.
+SESSION_MARKER = "STUDIO_TEST_SESSION"
+os.environ[SESSION_MARKER] = f"{os.getpid()}-{secrets.token_hex(8)}"
+LEFTOVER_WAIT_S = 10.0
+
+
+class Proc(NamedTuple):
+    pid: int
+    ppid: int
+    cmdline: str
+
+
+def processes_marked(name: str, value: str) -> list[Proc]:
+    """Every live process whose environment, as it started, held `name=value` (from /proc;
+    zombies have ended, and show no environment anyway)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                if wanted not in handle.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                # "pid (comm) state ppid ...": the command name may hold spaces and parentheses.
+                state, ppid = handle.read().rpartition(b")")[2].split()[:2]
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+        if state not in (b"Z", b"X"):
+            found.append(Proc(int(entry.name), int(ppid), cmdline))
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +127,39 @@ def browser_type_launch_args(browser_type_launch_args):
             "--no-first-run",
         ],
     }
+
+
+def session_leftovers() -> list[Proc]:
+    """The processes this session started that are still running, but for this process's own
+    multiprocessing resource tracker: it lives as long as this process and ends with it (it
+    exits when its pipe closes)."""
+    own = os.getpid()
+    return [
+        process
+        for process in processes_marked(SESSION_MARKER, os.environ[SESSION_MARKER])
+        if process.pid != own
+        and not (process.ppid == own and "multiprocessing.resource_tracker" in process.cmdline)
+    ]
+
+
+def pytest_sessionfinish(session):
+    """Fail the session if a process it started outlives it (waiting a little for the ones
+    still exiting): an orphaned pool process or server holds its memory until someone notices."""
+    from studio.cpu import shutdown_cpu_pool
+
+    shutdown_cpu_pool()  # this process's own pool: its processes exit within the wait below
+    deadline = time.monotonic() + LEFTOVER_WAIT_S
+    while (leftovers := session_leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not leftovers:
+        return
+    lines = [f"{len(leftovers)} process(es) started by this test session outlived it:"]
+    lines += [f"  pid {p.pid} (parent {p.ppid}): {p.cmdline[:300]}" for p in leftovers]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
