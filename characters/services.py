@@ -6,7 +6,6 @@ is recomputed whenever its references change (`character_profile_refresh`).
 """
 
 import logging
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -17,7 +16,6 @@ from django.db import IntegrityError, transaction
 from characters import consistency, faces
 from characters.models import Character, ReferenceImage, ReferenceQuality
 from characters.uploads import UploadRejected, normalise_image, read_limited
-from studio.cpu import shutdown_cpu_pool
 from studio.files import delete_after_commit
 
 logger = logging.getLogger(__name__)
@@ -188,10 +186,10 @@ def reference_images_analyse(*, character: Character, references) -> None:
             contents.append(handle.read())
     try:
         scans: list[faces.FaceScan | None] = faces.scan_many_in_pool(contents)
-    except Exception as error:  # the images are stored either way; the flag says what failed
+    except Exception:  # the images are stored either way; the flag says what failed
+        # A dead pool process (BrokenProcessPool) needs nothing more here: studio.cpu has
+        # already dropped that pool, and the next call starts a fresh one.
         logger.exception("Face analysis failed for %d reference(s)", len(references))
-        if isinstance(error, BrokenProcessPool):
-            shutdown_cpu_pool()  # the next call starts a fresh pool
         scans = [None] * len(references)
     with transaction.atomic():
         for reference, scan in zip(references, scans, strict=True):

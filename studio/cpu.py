@@ -4,32 +4,121 @@ They never run on the event loop: `await run_cpu(fn, *args)` from async code, or
 `cpu_pool().submit(fn, *args).result()` from sync code. Functions must be importable top-level
 callables with picklable arguments; each worker process loads its models once, lazily, and
 keeps them (module-level caches in the function's module).
+
+Pool processes never outlive the process that started them: each one watches its parent and
+exits within `PARENT_POLL_S` once it is gone, however it died (SIGKILL, the OOM killer); one
+busy in a single C call that holds the GIL exits when that call returns (a face scan: about
+half a second). multiprocessing's resource tracker then ends too: it exits when every holder
+of its pipe (the parent and the pool processes) has closed it.
+
+A pool process that dies (killed, out of memory) breaks the whole pool: the executor fails
+every call it held and refuses new ones. `CpuPool` holds the one rule for that: the broken pool
+is dropped (if it is still the current one) so the next call starts a fresh pool. A call that
+finds the pool already broken never reached a process, so it is submitted once more to the
+fresh pool; a call that was running or queued when the process died fails with
+BrokenProcessPool (`CpuPoolBroken`, retryable, from `run_cpu`), because it may be the very call
+that exhausted memory, and only its caller knows whether running it again is wise.
 """
 
 import asyncio
 import atexit
+import functools
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
-_pool: ProcessPoolExecutor | None = None
+PARENT_POLL_S = 0.5
+
+_pool: "CpuPool | None" = None
 _lock = threading.Lock()
+
+
+class CpuPoolBroken(BrokenProcessPool):
+    """A pool process died while this call was running or waiting; the pool is replaced, and
+    the call may be tried again."""
+
+    retryable = True
 
 
 def cpu_workers() -> int:
     return max(1, int(os.environ.get("STUDIO_CPU_WORKERS", "0")) or os.cpu_count() or 1)
 
 
-def cpu_pool() -> ProcessPoolExecutor:
+def watch_parent(parent_pid: int) -> None:
+    """Pool initializer: a daemon thread that ends this process once its parent is gone.
+
+    Without it a pool process waits forever for work after its parent was SIGKILLed (it holds
+    both ends of its call queue, so it never reads end-of-file). The parent's death reparents
+    the process, which `os.getppid()` shows. Not prctl(PR_SET_PDEATHSIG): that fires when the
+    *thread* that spawned the process exits, and pools are often started from short-lived
+    threads (sync_to_async), so it would kill healthy pools.
+    """
+    threading.Thread(
+        target=_exit_once_orphaned, args=(parent_pid,), name="cpu-pool-parent-watch", daemon=True
+    ).start()
+
+
+def _exit_once_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+class CpuPool(ProcessPoolExecutor):
+    """The studio's pool: spawned processes that watch their parent, replaced when broken."""
+
+    def __init__(self, max_workers: int) -> None:
+        # spawn, not fork: the parent runs threads and an event loop that must not be cloned.
+        super().__init__(
+            max_workers=max_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=watch_parent,
+            initargs=(os.getpid(),),
+        )
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        try:
+            return self._submit_watched(fn, args, kwargs)
+        except BrokenProcessPool:
+            _discard(self)
+        # The call never reached a process: once more on a fresh pool is safe.
+        fresh = cpu_pool()
+        try:
+            return fresh._submit_watched(fn, args, kwargs)
+        except BrokenProcessPool as error:
+            _discard(fresh)
+            raise CpuPoolBroken("the process pool broke again as soon as it started") from error
+
+    def _submit_watched(self, fn, args, kwargs) -> Future:
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(functools.partial(_discard_if_broken, self))
+        return future
+
+
+def _discard_if_broken(pool: CpuPool, future: Future) -> None:
+    # Runs in the pool's manager thread, which holds the pool's shutdown lock while it fails the
+    # futures: dropping the reference is all there is to do (the executor itself terminates the
+    # pool's other processes), never `pool.shutdown()` here.
+    if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+        _discard(pool)
+
+
+def _discard(pool: CpuPool) -> None:
+    """Forget this broken pool if it is still the current one: the next call starts another."""
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+
+
+def cpu_pool() -> CpuPool:
     global _pool
     with _lock:
         if _pool is None:
-            # spawn, not fork: the parent runs threads and an event loop that must not be cloned.
-            _pool = ProcessPoolExecutor(
-                max_workers=cpu_workers(), mp_context=multiprocessing.get_context("spawn")
-            )
-            atexit.register(shutdown_cpu_pool)
+            _pool = CpuPool(max_workers=cpu_workers())
         return _pool
 
 
@@ -41,5 +130,17 @@ def shutdown_cpu_pool() -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+atexit.register(shutdown_cpu_pool)
+
+
 async def run_cpu(function, *args):
-    return await asyncio.wrap_future(cpu_pool().submit(function, *args))
+    try:
+        return await asyncio.wrap_future(cpu_pool().submit(function, *args))
+    except CpuPoolBroken:
+        raise
+    except BrokenProcessPool as error:
+        raise CpuPoolBroken(
+            f"a CPU pool process died (killed, or out of memory) while running "
+            f"{getattr(function, '__qualname__', function)}; the pool is restarted for the next "
+            "call"
+        ) from error
