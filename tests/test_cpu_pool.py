@@ -168,3 +168,34 @@ def test_a_studio_killed_mid_render_leaves_no_process_behind(tmp_path):
             )
     finally:
         kill_marked(marker)
+
+
+async def test_an_animatic_whose_pool_process_died_is_lost_not_failed_and_renders_again(
+    own_pool, tmp_path
+):
+    from studio.providers.animatic import RenderOptions
+    from studio.providers.base import JobState
+    from studio.providers.ledger import MemoryLedger
+    from studio.providers.local_animatic import LocalAnimatic
+    from tests.test_providers_animatic import scene
+
+    animatic = LocalAnimatic(
+        output_dir=tmp_path, options=RenderOptions(preset="ultrafast"), recorder=MemoryLedger()
+    )
+    victim = await cpu.run_cpu(os.getpid)
+    request = scene(duration_s=20)
+    handle = await animatic.submit(request, "take-crash")
+    while (await animatic.poll(handle)).progress == 0:
+        await asyncio.sleep(0.05)
+
+    os.kill(victim, signal.SIGKILL)
+    while not (status := await animatic.poll(handle)).state.finished:
+        await asyncio.sleep(0.05)
+
+    # Lost with its process, not failed: the take pipeline submits the same key again.
+    assert (status.state, status.vendor_status, status.retryable) == (JobState.FAILED, "lost", True)
+    short = scene(duration_s=1.0)
+    again = await animatic.submit(short, "take-crash")
+    while not (status := await animatic.poll(again)).state.finished:
+        await asyncio.sleep(0.05)
+    assert status.state is JobState.SUCCEEDED

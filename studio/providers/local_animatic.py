@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class LocalAnimatic:
         if out.exists() or (running is not None and not running.done()):
             return handle  # the same key never renders twice
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for suffix in (".error", ".cancel", ".progress", ".cancelled"):
+        for suffix in (".error", ".cancel", ".progress", ".cancelled"):  # not ".crashes"
             Path(f"{out}{suffix}").unlink(missing_ok=True)
         self._tasks[job_id] = asyncio.create_task(self._run(request, out))
         return handle
@@ -128,6 +129,11 @@ class LocalAnimatic:
         except Exception as error:
             message = f"{type(error).__name__}: {error}"[:500]
             error_file = Path(f"{out}.error")
+            if isinstance(error, BrokenProcessPool) and _count_crash(out) <= POOL_CRASHES_RETRIED:
+                # Its pool process died (killed, out of memory); the pool is rebuilt, and a
+                # render with no output and no error reads as lost: the take renders it again.
+                logger.warning("Animatic render lost with its pool process: %s", error)
+                return
             if not error_file.exists():  # the pool itself failed, not the render
                 error_file.write_text(message)
             await self._book(ok=False, error=message, started=started)
@@ -223,3 +229,18 @@ class LocalAnimatic:
                     retryable=status.retryable,
                 )
             await asyncio.sleep(status.poll_after_s / 2)
+
+
+# A render whose pool process died is tried again this many times; then it fails, saying why
+# (a clip that kills its process every time is not worth a loop).
+POOL_CRASHES_RETRIED = 2
+
+
+def _count_crash(out: Path) -> int:
+    crashes = Path(f"{out}.crashes")
+    try:
+        count = int(crashes.read_text()) + 1
+    except (OSError, ValueError):
+        count = 1
+    crashes.write_text(str(count))
+    return count
