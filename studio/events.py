@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable
 from functools import partial
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -61,7 +61,12 @@ def _send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    home = getattr(_home, "loop", None)
+    # A worker's database thread has a home loop; a thread of asgiref's sync_to_async (a view,
+    # a job's database call) has the loop that called it. Either way the send is scheduled
+    # there, not waited for: a blocking async_to_sync from such a thread would leave its
+    # executor in the caller's context when the caller is cancelled meanwhile, and every later
+    # sync_to_async of that task fails with "CurrentThreadExecutor already quit or is broken".
+    home = getattr(_home, "loop", None) or getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:

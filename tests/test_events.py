@@ -1,6 +1,7 @@
 """Events go out after commit, never before the data is visible, and never for rolled-back work."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -101,3 +102,35 @@ def test_it_throttles_per_key():
     assert throttle.wait_s(key=1, now=10.2) == pytest.approx(0.3)
     assert throttle.wait_s(key=2, now=10.2) == 0
     assert throttle.wait_s(key=1, now=10.6) == 0
+
+
+async def test_a_sync_call_publishing_hands_the_send_to_its_callers_loop(monkeypatch):
+    """From a sync_to_async thread the send is scheduled on the calling loop, not waited for:
+    a task cancelled meanwhile (a cancelled job) can still make its next database call."""
+    channel = await listen(drama_id=9)
+    layer = get_channel_layer()
+    real_group_send = layer.group_send
+
+    async def slow_group_send(group, message):
+        await asyncio.sleep(0.5)
+        await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", slow_group_send)
+
+    def publish_then_work():
+        events.publish(drama_id=9, type="takes.changed", ids=[1])
+        time.sleep(0.3)  # still in the call when the task is cancelled
+
+    async def job():
+        try:
+            await sync_to_async(publish_then_work)()
+        except asyncio.CancelledError:
+            return await sync_to_async(lambda: "the next call runs")()
+
+    task = asyncio.create_task(job())
+    await asyncio.sleep(0.1)
+    task.cancel()
+
+    assert await task == "the next call runs"
+    message = await next_message(channel, timeout=2)
+    assert message["event"] == "takes.changed" and message["ids"] == [1]
