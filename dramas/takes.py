@@ -31,7 +31,7 @@ from dramas.models import (
 from studio import events
 from studio.jobs.models import ACTIVE, Job, JobStatus
 from studio.jobs.registry import Settled
-from studio.jobs.services import job_cancel, job_enqueue
+from studio.jobs.services import job_cancel, job_enqueue, job_retry
 from studio.models import UsageRecord
 from studio.providers import registry
 from studio.providers.base import Usage
@@ -327,6 +327,43 @@ def take_cancel(*, take: Take) -> Take:
     job_cancel(job=job)
     take.refresh_from_db()
     return take
+
+
+@transaction.atomic
+def take_render_retry(*, job: Job) -> Job:
+    """Retry a failed or cancelled render (the queue page): its take goes back on the queue
+    with it and resumes from its checkpoint (a job the vendor has is polled, not paid for
+    again), unless the scene is archived, renders another take, or the budget is spent."""
+    take = Take.objects.select_for_update().filter(job_id=job.id).first()
+    if take is None:
+        raise ValidationError("The take of this render no longer exists: render the scene again.")
+    if take.status == TakeStatus.DONE:
+        raise ValidationError("This take is finished: regenerate it for another try.")
+    scene = Scene.all_objects.select_related("chapter__drama").get(id=take.scene_id)
+    if scene.archived:
+        raise ValidationError(
+            "Its scene is archived (the chapter's script no longer has it): restore a version "
+            "that has it first."
+        )
+    drama = Drama.objects.select_for_update().get(id=scene.chapter.drama_id)
+    busy = _rendering([scene])
+    if busy:
+        raise ValidationError(
+            f"Scene {scene.order} is already rendering (take {busy[scene.id]}): wait for it or "
+            "cancel it first."
+        )
+    estimate = takes_estimate(drama=drama, scenes=[scene])
+    if not estimate.fits:
+        raise ValidationError(estimate.refusal(), code="budget")
+    job = job_retry(job=job)
+    take_set(
+        take_id=take.id,
+        status=TakeStatus.QUEUED,
+        error="",
+        note="Waiting for a worker (retried)",
+        finished_at=None,
+    )
+    return job
 
 
 def take_settled(job: Job, settled: Settled) -> None:

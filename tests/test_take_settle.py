@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from dramas.models import TakeStatus
@@ -16,9 +17,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def take(settings, tmp_path):
+def take(settings, tmp_path, producer):
     offline_video(settings, tmp_path)
-    drama = create_drama()
+    drama = create_drama(owner=producer)
     scene = create_scene(chapter=create_chapter(drama=drama))
     [queued] = take_enqueue(drama=drama, scenes=[scene])
     registry.load()
@@ -65,3 +66,28 @@ def test_a_take_that_already_ended_is_left_as_it_is(take):
 
     take.refresh_from_db()
     assert (take.status, take.error) == (TakeStatus.DONE, "")
+
+
+def test_retrying_a_cancelled_render_on_the_queue_page_queues_its_take_again(take, producer_client):
+    drama_id = take.scene.chapter.drama_id
+    services.job_cancel(job=Job.objects.get(id=take.job_id))
+    url = reverse("job_retry", args=[drama_id, take.job_id])
+
+    producer_client.post(url)
+
+    take.refresh_from_db()
+    assert (take.status, take.finished_at) == (TakeStatus.QUEUED, None)
+    assert Job.objects.get(id=take.job_id).status == JobStatus.QUEUED
+
+
+def test_a_render_is_not_retried_over_another_take_of_its_scene(take, producer_client):
+    services.job_cancel(job=Job.objects.get(id=take.job_id))
+    take_enqueue(drama=take.scene.chapter.drama, scenes=[take.scene])  # take 2 renders
+    url = reverse("job_retry", args=[take.scene.chapter.drama_id, take.job_id])
+
+    page = producer_client.post(url, follow=True)
+
+    assert "already rendering (take 2)" in page.text
+    take.refresh_from_db()
+    assert take.status == TakeStatus.CANCELLED
+    assert Job.objects.get(id=take.job_id).status == JobStatus.CANCELLED

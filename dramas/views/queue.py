@@ -12,8 +12,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from dramas import live
+from dramas import takes as take_services
 from dramas.jobs import chapter_check_enqueue
 from dramas.models import Chapter, Role
+from dramas.takes import RENDER
 from dramas.views.helpers import can, done, drama_view
 from studio.jobs import services as job_services
 from studio.jobs.models import Job
@@ -76,7 +78,9 @@ def job_cancel(request, drama, job_id: int):
 @require_POST
 def job_retry(request, drama, job_id: int):
     job = _job(drama, job_id)
-    _attempt(request, lambda: job_services.job_retry(job=job), f"“{job.title}” is queued again.")
+    # A render goes back on the queue with its take (take_render_retry checks the scene).
+    retry = take_services.take_render_retry if job.kind == RENDER else job_services.job_retry
+    _attempt(request, lambda: retry(job=job), f"“{job.title}” is queued again.")
     return _answer(request, drama)
 
 
