@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Count
-from django.utils import timezone
 
 from studio.jobs.models import Job, JobStatus, QueuePause, WorkerBeat
+from studio.jobs.store import database_now
 
 SECTION_LIMIT = 50
 
@@ -82,7 +82,8 @@ class Workers:
 
 
 def workers(*, stale_after_s: float) -> Workers:
-    now = timezone.now()
+    # Beats are stamped by the database's clock (store.beat): compare them with that clock.
+    now = database_now()
     fresh_since = now - timedelta(seconds=stale_after_s)
     beats = list(WorkerBeat.objects.values_list("beat_at", flat=True))
     stale = [beat for beat in beats if beat < fresh_since]

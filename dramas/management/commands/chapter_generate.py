@@ -14,7 +14,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from dramas import generation
 from dramas.models import Chapter, Drama
@@ -100,7 +100,7 @@ class Command(BaseCommand):
 
     async def worker_running(self, job_ids: list[int]) -> bool:
         """A worker holds a live lease, or one claims our first job within CLAIM_WAIT_S."""
-        leased = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__gt=timezone.now())
+        leased = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__gt=Now())
         if await sync_to_async(leased.exists)():
             return True
         ours = Job.objects.filter(id__in=job_ids).exclude(status=JobStatus.QUEUED)

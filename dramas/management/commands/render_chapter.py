@@ -16,7 +16,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from dramas import takes as take_services
 from dramas.models import TAKE_ACTIVE, Chapter, Take
@@ -110,7 +110,7 @@ def _worker_running(*, chapter: Chapter, wait_s: float) -> bool:
     ours = Job.objects.filter(kind=take_services.RENDER, payload__scene_id__in=_scene_ids(chapter))
     deadline = time.monotonic() + wait_s
     while True:
-        leased = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__gt=timezone.now())
+        leased = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__gt=Now())
         if leased.exists():
             return True
         if not ours.filter(status=JobStatus.QUEUED).exists() or time.monotonic() > deadline:
