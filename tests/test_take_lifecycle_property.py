@@ -1,7 +1,8 @@
 """The take lifecycle as a stateful property: hypothesis drives random sequences of what
 producers and the machine do (render a scene or a chapter, cancel from the queue page or the
-take, approve, reject, regenerate, generate the chapter over itself, restore any version, a
-worker that runs for a while or dies mid-step), and after every step checks what the studio
+take, retry from the queue page, approve, reject, regenerate, generate the chapter over
+itself, restore any version, a worker that runs for a while or dies mid-step), and after
+every step checks what the studio
 promises:
 
 - no active take without an active job (and `studio_doctor` finds no problem at all);
@@ -166,6 +167,13 @@ class TakeLifecycle(RuleBasedStateMachine):
         job = self.pick(jobs, index)
         if job is not None:
             self.refused(job_cancel, job=job)
+
+    @rule(index=st.integers(0, 5))
+    def retry_from_the_queue_page(self, index):
+        ended = Job.objects.filter(kind=take_services.RENDER, status__in=["failed", "cancelled"])
+        job = self.pick(list(ended.order_by("id")), index)
+        if job is not None:
+            self.refused(take_services.take_render_retry, job=job)
 
     @rule(index=st.integers(0, 5))
     def cancel_from_the_take(self, index):
