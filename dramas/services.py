@@ -24,6 +24,7 @@ from dramas.models import (
     Membership,
     Role,
     Scene,
+    Take,
     new_scene_key,
 )
 from dramas.scripts import name_key
@@ -307,8 +308,6 @@ def chapter_archive(*, chapter: Chapter, versions: Sequence[ChapterVersion]) -> 
 
 def chapter_approved_takes(*, chapter: Chapter) -> int:
     """Approved takes in the chapter's current scenes: what a new script would archive."""
-    from dramas.models import Take
-
     return Take.objects.filter(
         scene__chapter=chapter, scene__archived_at__isnull=True, locked=True
     ).count()
@@ -318,8 +317,11 @@ def chapter_approved_takes(*, chapter: Chapter) -> int:
 def chapter_version_keep(
     *, chapter: Chapter, script: dict, user=None, note: str, source: str
 ) -> ChapterVersion:
-    """Keep `script` as the chapter's next version without applying it (a restore applies it)."""
-    latest = chapter.versions.order_by("-number").first()
+    """Keep `script` as the chapter's next version without applying it (a restore applies it);
+    one identical to the latest version is not piled up: the latest is returned."""
+    latest = chapter.versions.select_for_update().order_by("-number").first()
+    if latest is not None and latest.script == script:
+        return latest
     return ChapterVersion.objects.create(
         chapter=chapter,
         number=(latest.number + 1) if latest else 1,
@@ -334,17 +336,13 @@ def chapter_version_keep(
 def chapter_version_save(
     *, chapter: Chapter, user=None, note: str = "", source: str = ChapterSource.WRITTEN
 ) -> ChapterVersion:
-    script = chapter_script(chapter=chapter)
-    latest = chapter.versions.order_by("-number").first()
-    if latest is not None and latest.script == script:
-        return latest  # nothing changed since the last version: do not pile up copies
-    return ChapterVersion.objects.create(
+    """Keep the chapter's current script as a version (unless the latest one has it)."""
+    return chapter_version_keep(
         chapter=chapter,
-        number=(latest.number + 1) if latest else 1,
+        script=chapter_script(chapter=chapter),
+        user=user,
+        note=note,
         source=source,
-        note=note[:200],
-        script=script,
-        created_by=user,
     )
 
 

@@ -8,6 +8,7 @@ from django.db.models import (
     Exists,
     IntegerField,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Value,
@@ -36,7 +37,8 @@ def chapters_with_stage(chapters: QuerySet[Chapter]) -> QuerySet[Chapter]:
     )
     return chapters.annotate(
         writing=Exists(writing),
-        scene_count=Count("scenes", distinct=True),
+        # A join, not the live-scene manager: archived scenes are left out by hand.
+        scene_count=Count("scenes", filter=Q(scenes__archived_at__isnull=True), distinct=True),
         approved_scenes=Coalesce(Subquery(approved), Value(0), output_field=IntegerField()),
     )
 

@@ -260,3 +260,27 @@ def test_a_regenerate_while_the_scene_renders_is_refused(offline, chapter, produ
 
     with pytest.raises(ValidationError, match="already rendering"):
         take_services.take_regenerate(take=done, user=producer)
+
+
+def test_archived_scenes_do_not_count_in_the_chapter_stage_nor_the_dashboard(
+    chapter, producer, producer_client
+):
+    from dramas.models import Chapter, ChapterStatus
+    from dramas.stages import chapter_stage, chapters_with_stage
+
+    for scene in chapter.scenes.all()[:2]:
+        approve(create_take(scene=scene), producer)
+    services.chapter_script_replace(
+        chapter=chapter,
+        script={
+            **services.chapter_script(chapter=chapter),
+            "scenes": services.chapter_script(chapter=chapter)["scenes"][:2],
+        },
+        note="Two scenes",
+        source="written",
+    )
+
+    staged = chapters_with_stage(Chapter.objects.filter(id=chapter.id)).get()
+    assert (staged.scene_count, chapter_stage(staged)) == (2, ChapterStatus.APPROVED)
+    dashboard = producer_client.get(reverse("dashboard"))
+    assert "2 scenes" in dashboard.text

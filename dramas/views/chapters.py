@@ -337,7 +337,7 @@ def chapter_versions(request, drama, chapter_id: int):
         else:
             messages.success(request, f"Saved as version {version.number}.")
         return done(request, reverse("chapter_versions", args=[drama.id, chapter.id]))
-    versions = chapter.versions.select_related("created_by")
+    versions = list(chapter.versions.select_related("created_by"))
     return render(
         request,
         "dramas/versions.html",
@@ -345,7 +345,7 @@ def chapter_versions(request, drama, chapter_id: int):
             "drama": drama,
             "chapter": chapter,
             "versions": versions,
-            "archived": services.chapter_archive(chapter=chapter, versions=list(versions)),
+            "archived": services.chapter_archive(chapter=chapter, versions=versions),
             "form": form,
             "can_edit": can(request, Role.EDITOR),
         },

@@ -20,7 +20,11 @@ def dashboard(request):
         Drama.objects.filter(memberships__user=request.user)
         .annotate(
             chapter_count=Count("chapters", distinct=True),
-            scene_count=Count("chapters__scenes", distinct=True),
+            scene_count=Count(
+                "chapters__scenes",
+                filter=Q(chapters__scenes__archived_at__isnull=True),
+                distinct=True,
+            ),
             character_count=Count("characters", distinct=True),
         )
         .order_by("-updated_at", "-id")
