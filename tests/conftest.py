@@ -163,3 +163,15 @@ def pytest_sessionfinish(session):
             print(line, file=sys.stderr)
     if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+EXIT_HANG_S = 60
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Once pytest is done, the interpreter must exit: a thread or pool that keeps it alive is a
+    bug. After EXIT_HANG_S every thread's stack is printed and the process exits (status 1)."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(EXIT_HANG_S, exit=True, file=sys.__stderr__)

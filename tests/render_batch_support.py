@@ -25,7 +25,7 @@ from tests.studio_process import REPO
 TERMINAL = ("done", "failed", "cancelled")
 
 # Set up in a process of its own (the test process must not open the worker's database through
-# Django): migrate, a drama (the first time), `takes` takes alternating over its two scenes.
+# Django): migrate, a drama (the first time), `takes` takes, one per scene.
 # With faces the scenes are `two_person_drama`'s, each with a character whose face every frame
 # is scored against; without, nobody is in them, so the takes skip face scoring (and the pool
 # loads no face models).
@@ -39,21 +39,28 @@ from dramas.takes import take_enqueue
 from tests.factories import create_chapter, create_drama, create_scene
 from tests.render_support import two_person_drama
 seconds, takes, faces = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "faces"
-from dramas.models import Drama, Scene
-if drama := Drama.objects.first():  # more takes of the scenes set up before
-    scenes = list(Scene.objects.filter(chapter__drama=drama).order_by("id"))
+from dramas.models import Drama
+# One take per scene (a scene has one take on its way at a time): the scenes without a take
+# first, then a new scene per take, the cast taking turns; a later call adds to the same drama.
+if drama := Drama.objects.first():
+    chapter = drama.chapters.get()
 elif faces:
-    drama, chapter, cast = two_person_drama(seconds=seconds, budget_usd=1000)
-    scenes = [cast["first"], cast["second"]]
+    drama, chapter, _ = two_person_drama(seconds=seconds, budget_usd=1000)
 else:
     drama = create_drama(budget_usd=1000)
     chapter = create_chapter(drama=drama)
-    scenes = [
-        create_scene(chapter=chapter, location=place, duration_s=seconds, camera="static")
-        for place in ("Empty street", "Harbour at dawn")
-    ]
+cast = list(drama.characters.order_by("id"))
+fresh = [scene for scene in chapter.scenes.order_by("id") if not scene.takes.exists()]
+places = ("Empty street", "Harbour at dawn")
 for n in range(takes):
-    take_enqueue(drama=drama, scenes=[scenes[n % 2]])
+    scene = fresh[n] if n < len(fresh) else create_scene(
+        chapter=chapter,
+        location=places[n % 2],
+        characters=[cast[n % len(cast)]] if cast else [],
+        duration_s=seconds,
+        camera="static",
+    )
+    take_enqueue(drama=drama, scenes=[scene])
 """
 
 
