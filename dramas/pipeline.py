@@ -31,7 +31,7 @@ from characters.consistency import score_frame
 from dramas import pipeline_db as db
 from dramas.models import TakeStatus
 from dramas.sampling import sample_frames
-from dramas.takes import JOB_ATTEMPTS, RENDER, take_set, take_settled
+from dramas.takes import JOB_ATTEMPTS, RENDER, VENDOR_CANCEL, take_set, take_settled
 from studio.jobs.registry import LeaseLost, PermanentError, Release, register
 from studio.jobs.store import database_now
 from studio.media import local_path
@@ -356,3 +356,17 @@ async def _cancel_remote(run: TakeRun, *, handle: JobHandle | None = None) -> bo
     except Exception:  # the vendor may refuse; the take ends on our side regardless
         log.warning("Could not cancel the remote job of take %s", run.take_id, exc_info=True)
         return False
+
+
+@register(VENDOR_CANCEL, max_attempts=5, timeout_s=120)
+async def take_vendor_cancel(ctx) -> dict:
+    """Stop a cancelled take's job at the vendor (take_settled queues this when no render
+    handler was running to do it); a vendor error is retried, an unknown job is done."""
+    handle = JobHandle.from_json(ctx.payload["handle"])
+    video = registry.video()
+    if handle.provider != video.name:
+        return {"cancelled": False, "why": f"{handle.provider} is no longer the video service"}
+    info = await _db(db.load)(take_id=ctx.payload["take_id"])
+    drama_id = info.drama_id if info else ctx.drama_id
+    with usage_scope(drama_id=drama_id, take_id=ctx.payload["take_id"]):
+        return {"cancelled": bool(await video.cancel(handle))}

@@ -38,6 +38,8 @@ from studio.providers.base import Usage
 from studio.providers.ledger import cost_usd, price_at
 
 RENDER = "take.render"
+# Tells the vendor to stop a take's job when the take ended with no handler running to do it.
+VENDOR_CANCEL = "take.vendor_cancel"
 CHANGED = "takes.changed"
 # Waiting for an open breaker spends an attempt each time; leave room for a long outage.
 JOB_ATTEMPTS = 12
@@ -383,6 +385,16 @@ def take_settled(job: Job, settled: Settled) -> None:
         reason = settled.error or "The render job failed."
         take_set(
             take_id=take.id, status=TakeStatus.FAILED, error=take.error or reason, note="Failed"
+        )
+    if settled.by != "worker" and take.remote_handle and not take.video:
+        # Cancelled while queued again after its submit, or given up by the reaper: no handler
+        # runs to tell the vendor, which would go on rendering, and billing, for nobody.
+        job_enqueue(
+            kind=VENDOR_CANCEL,
+            payload={"take_id": take.id, "handle": take.remote_handle},
+            drama_id=take.scene.chapter.drama_id,
+            label=f"Stop take {take.number} of scene {take.scene.order} at the video service",
+            priority=2,
         )
 
 
