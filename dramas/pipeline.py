@@ -64,6 +64,9 @@ class TakeRun:
         self.video = registry.video()
         self._last_saved = -1.0
         self.step = STEPS[0]
+        # The vendor's job ended (done, failed, cancelled) or was cancelled by this run: failing
+        # now needs no cancel at the vendor.
+        self.vendor_ended = False
         checkpoint = ctx.checkpoint if isinstance(ctx.checkpoint, dict) else {}
         # When the vendor job was first submitted (ISO, database clock); the poll deadline.
         self.submitted_at: str | None = checkpoint.get("submitted_at")
@@ -179,6 +182,7 @@ class TakeRun:
                 handle = await self.video.submit(request, info.idempotency_key)
                 continue
             if status.state.finished:
+                self.vendor_ended = True
                 raise JobFailed(
                     status.error or f"the provider ended the job: {status.state.value}",
                     provider=self.video.name,
@@ -215,6 +219,7 @@ class TakeRun:
         limit = settings.VIDEO_MAX_RENDER_S
         how_long = f"{limit / 60:.0f} min" if limit >= 120 else f"{limit:g} s"
         cancelled = await _cancel_remote(self, handle=handle)
+        self.vendor_ended = True
         what = (
             "the render was cancelled there"
             if cancelled
@@ -339,6 +344,8 @@ async def take_render(ctx) -> dict:
             # Its whole reason (the job's last error is a short line); take_settled covers
             # the ends this handler never sees (reaper, a queued cancel).
             await run.set(status=TakeStatus.FAILED, error=text[:2000], note="Failed")
+            if run.step == "poll" and not run.vendor_ended:
+                await _cancel_remote(run)  # given up while the vendor may still be rendering
         else:
             await run.set(note=f"Attempt {ctx.attempt} failed, retrying: {text[:200]}")
         raise

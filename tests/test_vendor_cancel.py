@@ -56,3 +56,28 @@ async def test_cancelling_a_render_queued_again_after_its_submit_stops_the_vendo
     assert stats["requests"].get("video_delete") == 1
     assert stats["submissions"] == {take.idempotency_key: 1}
     assert (await Job.objects.aget(id=stopper.id)).result == {"cancelled": True}
+
+
+async def test_a_render_given_up_while_polling_stops_the_vendor_job(settings):
+    async with running_sim(job_s=60.0) as sim:
+        remote_video(settings, sim.url)
+        drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
+        [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+        async with running():
+
+            async def polling():
+                current = await Take.objects.aget(id=take.id)
+                return current.remote_handle and current.status == TakeStatus.RENDERING
+
+            await wait_for(polling, step=0.02)
+            sim.queue_faults("video_get", "status:400")  # the vendor refuses to answer
+
+            async def ended():
+                current = await Take.objects.aget(id=take.id)
+                return None if current.active else current
+
+            take = await wait_for(ended, timeout=20)
+        vendor_job = sim.jobs[JobHandle.from_json(take.remote_handle).id]
+
+    assert take.status == TakeStatus.FAILED
+    assert vendor_job["deleted"]  # not left rendering, and billing, for nobody
