@@ -100,6 +100,8 @@ def test_scenes_a_new_script_lacks_are_archived_with_their_takes_and_come_back(
     assert street.archived and Take.objects.filter(id=take.id).exists()
     board = producer_client.get(reverse("drama_board", args=[chapter.drama_id]))
     assert "Street" not in board.text
+    editor = producer_client.get(reverse("chapter_editor", args=[chapter.drama_id, chapter.id]))
+    assert "Archived scenes (1)" in editor.text
     versions = producer_client.get(reverse("chapter_versions", args=[chapter.drama_id, chapter.id]))
     assert f'id="archived-scene-{street.id}"' in versions.text
     assert f"v{old.number}</a>" in versions.text  # the version that brings it back

@@ -6,7 +6,7 @@ so the editor works without reloads and with them.
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -47,9 +47,12 @@ def _editor_url(chapter: Chapter, anchor: str = "") -> str:
 
 def _editor_context(request, chapter: Chapter, **extra) -> dict:
     drama = chapter.drama
-    # The header's stage and version count, in one query.
+    # The header's stage, version count and archived scenes, in one query.
     counted = chapters_with_stage(Chapter.objects.filter(id=chapter.id))
-    counted = counted.annotate(version_total=Count("versions", distinct=True)).get()
+    counted = counted.annotate(
+        version_total=Count("versions", distinct=True),
+        archived_total=Count("scenes", filter=Q(scenes__archived_at__isnull=False), distinct=True),
+    ).get()
     context = {
         "drama": drama,
         "chapter": chapter,
@@ -58,6 +61,7 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "can_edit": can(request, Role.EDITOR),
         "new_scene_form": SceneForm(drama=drama, prefix="new"),
         "version_count": counted.version_total,
+        "archived_count": counted.archived_total,
         "stage": chapter_stage(counted),
     }
     # The chapter writer's panel, live preview and estimates (dramas/views/generation.py).
