@@ -197,10 +197,12 @@ def test_archiving_a_scene_cancels_its_render(settings, tmp_path, chapter, produ
         )
 
 
-def test_deleting_a_scene_with_takes_archives_it(chapter, producer):
+def test_deleting_a_scene_with_takes_archives_it(chapter, producer, producer_client):
     office = chapter.scenes.get(order=1)
     take = create_take(scene=office)
     empty = chapter.scenes.get(order=2)
+    editor = producer_client.get(reverse("chapter_editor", args=[chapter.drama_id, chapter.id]))
+    assert editor.text.count("It has takes: it is archived with them") == 1  # the button says so
 
     services.scene_delete(scene=office)
     services.scene_delete(scene=empty)

@@ -6,7 +6,7 @@ so the editor works without reloads and with them.
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from dramas import services
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
-from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
+from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene, Take
 from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.generation import editor_context as generation_editor_context
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
@@ -56,7 +56,10 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
     context = {
         "drama": drama,
         "chapter": chapter,
-        "scenes": chapter.scenes.prefetch_related("characters", "lines__speaker"),
+        # `has_takes`: deleting such a scene archives it with its takes (the button says so).
+        "scenes": chapter.scenes.annotate(
+            has_takes=Exists(Take.objects.filter(scene=OuterRef("pk")))
+        ).prefetch_related("characters", "lines__speaker"),
         "characters": list(drama.characters.order_by("name")),
         "can_edit": can(request, Role.EDITOR),
         "new_scene_form": SceneForm(drama=drama, prefix="new"),
