@@ -49,11 +49,10 @@ def character_update(*, character: Character, **fields) -> Character:
     return character
 
 
+@transaction.atomic
 def character_delete(*, character: Character) -> None:
-    files = [reference.image.name for reference in character.references.all()]
-    with transaction.atomic():
-        character.delete()
-    _delete_files(files)
+    """Its reference images' files follow their rows (characters/signals.py)."""
+    character.delete()
 
 
 @dataclass(frozen=True)
@@ -122,11 +121,10 @@ def _reference_image_add(*, character: Character, upload) -> UploadResult:
 
 
 def reference_image_delete(*, reference: ReferenceImage) -> None:
-    name = reference.image.name
+    """Its file follows the row (characters/signals.py); the profile is rebuilt without it."""
     character = reference.character
     with transaction.atomic():
         reference.delete()
-    _delete_files([name])
     character_profile_refresh(character=character)
 
 
