@@ -277,10 +277,6 @@ class ArchivedScene:
     takes: list  # the scene's takes, newest first
     versions: list[ChapterVersion]  # the versions that have it: restoring one brings it back
 
-    @property
-    def approved(self) -> int:
-        return sum(1 for take in self.takes if take.locked)
-
 
 def chapter_archive(*, chapter: Chapter, versions: Sequence[ChapterVersion]) -> list[ArchivedScene]:
     """The chapter's archived scenes, newest first, each with its takes and the versions
@@ -360,10 +356,6 @@ class ScriptPlan:
     def archived_approved(self) -> int:
         """How many approved takes the replace would move to the archive."""
         return sum(1 for scene in self.archive for take in scene.takes.all() if take.locked)
-
-    @property
-    def revived(self) -> list[Scene]:
-        return [scene for _, scene in self.matches if scene is not None and scene.archived]
 
 
 def script_plan(*, chapter: Chapter, script: dict) -> ScriptPlan:
@@ -464,8 +456,8 @@ def chapter_script_replace(
 def _scene_archive(*, scene: Scene) -> None:
     """Hide a scene the script no longer has, with its takes; its renders are cancelled (the
     vendor told where it allows), since nobody will review them."""
-    Scene.all_objects.filter(id=scene.id).update(archived_at=timezone.now())
     scene.archived_at = timezone.now()
+    Scene.all_objects.filter(id=scene.id).update(archived_at=scene.archived_at)
     for take in scene.takes.filter(status__in=TAKE_ACTIVE):
         take_cancel(take=take)
 
