@@ -273,10 +273,30 @@ PROVIDER_WRITER = provider_env("WRITER", model="deepseek-chat", rate=2, burst=5,
 PROVIDER_WRITER["json_mode"] = os.environ.get("WRITER_JSON_MODE", "json_object")
 # Usage in the last stream chunk (stream_options.include_usage); off for servers without it.
 PROVIDER_WRITER["stream_usage"] = env_bool("WRITER_STREAM_USAGE", True)
-PROVIDER_VIDEO = provider_env("VIDEO", model="sora-2", rate=2, burst=10, concurrency=8)
-PROVIDER_VIDEO["durations_s"] = [float(s) for s in env_list("VIDEO_DURATIONS", "4,8,12")]
-PROVIDER_VIDEO["max_reference_images"] = int(os.environ.get("VIDEO_MAX_REFERENCES", 1))
+# The wire format of VIDEO_BASE_URL: `ark` (Seedance on BytePlus ModelArk / Volcengine Ark), `fal`
+# (the fal queue), `comfyui` (a self-hosted ComfyUI), `openai_videos` (/v1/videos look-alikes).
+VIDEO_APIS = ("ark", "fal", "comfyui", "openai_videos")
+VIDEO_API = os.environ.get("VIDEO_API", "ark").strip().lower()
+if VIDEO_API not in VIDEO_APIS:
+    raise ImproperlyConfigured(
+        f"VIDEO_API must be one of {', '.join(VIDEO_APIS)}, not {VIDEO_API!r}."
+    )
+VIDEO_DEFAULT_MODELS = {
+    "ark": "dreamina-seedance-2-0-260128",
+    "fal": "fal-ai/kling-video/v2.1/standard/image-to-video",
+    "comfyui": "wan2.2",
+    "openai_videos": "sora-2",
+}
+PROVIDER_VIDEO = provider_env(
+    "VIDEO", model=VIDEO_DEFAULT_MODELS[VIDEO_API], rate=2, burst=10, concurrency=8
+)
+PROVIDER_VIDEO["api"] = VIDEO_API
+# Empty: the adapter's own capability table for the model decides.
+PROVIDER_VIDEO["durations_s"] = [float(s) for s in env_list("VIDEO_DURATIONS", "")]
+PROVIDER_VIDEO["max_reference_images"] = int(os.environ.get("VIDEO_MAX_REFERENCES", 0))
 PROVIDER_VIDEO["poll_s"] = float(os.environ.get("VIDEO_POLL_S", 5))
+# ComfyUI: the workflow (API format JSON) with the studio's placeholders; see the README.
+PROVIDER_VIDEO["workflow"] = os.environ.get("VIDEO_WORKFLOW", "").strip()
 # A vendor render not finished this long after it was first submitted is cancelled at the
 # vendor and its take fails, saying so.
 VIDEO_MAX_RENDER_S = float(os.environ.get("VIDEO_MAX_RENDER_S", 1800))

@@ -77,6 +77,7 @@ class Studio:
             STUDIO_VAR_DIR=str(tmp_path / "var"),
             MEDIA_ROOT=str(tmp_path / "media"),
             DJANGO_SETTINGS_MODULE="studio.settings",
+            VIDEO_API="openai_videos",
             VIDEO_PROVIDER="openai",
             VIDEO_MODEL="sora-2",
             VIDEO_DURATIONS="2",

@@ -101,6 +101,7 @@ def remote_video(settings, url: str) -> None:
         **settings.PROVIDER_VIDEO,
         "base_url": f"{url}/v1",
         "provider": "openai",
+        "api": "openai_videos",
         "model": "sora-2",
         "api_key": "",
         "timeout_s": 3.0,

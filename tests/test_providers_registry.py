@@ -28,7 +28,12 @@ def test_it_builds_remote_providers_from_settings(settings):
         "base_url": "https://api.deepseek.com",
         "api_key": "sk-from-env",
     }
-    settings.PROVIDER_VIDEO = {**settings.PROVIDER_VIDEO, "base_url": "https://api.openai.com/v1"}
+    settings.PROVIDER_VIDEO = {
+        **settings.PROVIDER_VIDEO,
+        "api": "openai_videos",
+        "base_url": "https://api.openai.com/v1",
+        "model": "sora-2",
+    }
     settings.PROVIDER_LIPSYNC = {
         **settings.PROVIDER_LIPSYNC,
         "base_url": "https://api.sync.so/v2",

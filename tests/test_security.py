@@ -286,9 +286,11 @@ async def test_it_never_shows_an_api_key_in_logs_pages_errors_or_records(setting
         }
         settings.PROVIDER_VIDEO = {
             **settings.PROVIDER_VIDEO,
+            "api": "openai_videos",
             "base_url": f"{sim.url}/v1",
             "api_key": SECRET,
             "provider": "openai",
+            "model": "sora-2",
         }
         registry.forget()
         try:

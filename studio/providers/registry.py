@@ -8,6 +8,8 @@ long as the process; `health()` reads them for the provider health panel.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -26,7 +28,6 @@ from studio.providers.resilience import (
     forget_guard,
 )
 from studio.providers.resilience import health as guard_health
-from studio.providers.video_http import VideoConfig, VideoJobsHTTP
 
 _built: dict[str, tuple[str, object]] = {}
 
@@ -95,6 +96,15 @@ def writer() -> ChatProvider:
     return _cached("writer", config, build)
 
 
+# VIDEO_API -> (module, config class, adapter class); imported when chosen.
+VIDEO_ADAPTERS = {
+    "openai_videos": ("studio.providers.video_http", "VideoConfig", "VideoJobsHTTP"),
+    "ark": ("studio.providers.video_ark", "ArkConfig", "ArkVideo"),
+    "fal": ("studio.providers.video_fal", "FalConfig", "FalVideo"),
+    "comfyui": ("studio.providers.video_comfyui", "ComfyConfig", "ComfyVideo"),
+}
+
+
 def video() -> JobProvider:
     config = settings.PROVIDER_VIDEO
     if not config["base_url"]:
@@ -108,19 +118,30 @@ def video() -> JobProvider:
             ),
         )
     name = provider_name(config["base_url"], config["provider"])
+    module_name, config_name, adapter_name = VIDEO_ADAPTERS[config.get("api", "openai_videos")]
 
-    def build() -> VideoJobsHTTP:
-        return VideoJobsHTTP(
-            VideoConfig(
+    def build() -> JobProvider:
+        module = importlib.import_module(module_name)
+        config_class = getattr(module, config_name)
+        extra = (
+            {"workflow": config.get("workflow", "")} if "workflow" in _fields(config_class) else {}
+        )
+        return getattr(module, adapter_name)(
+            config_class(
                 **_http_fields(config, name),
                 durations_s=tuple(config["durations_s"]),
                 max_reference_images=config["max_reference_images"],
                 poll_s=config["poll_s"],
+                **extra,
             ),
             guard=_guard("video", name, config),
         )
 
     return _cached("video", config, build)
+
+
+def _fields(config_class) -> set[str]:
+    return {field.name for field in dataclasses.fields(config_class)}
 
 
 def lipsync() -> JobProvider | None:

@@ -51,14 +51,18 @@ STATES = {
     "cancelled": JobState.CANCELLED,
     "canceled": JobState.CANCELLED,
 }
+SORA_DURATIONS_S = (4.0, 8.0, 12.0)
 # Failure codes that say "this prompt or reference will never pass": do not try again.
 PERMANENT_CODES = ("moderation", "policy", "invalid", "blocked", "unsupported", "rejected")
 
 
 @dataclass
 class VideoConfig(HttpConfig):
-    durations_s: tuple[float, ...] = (4.0, 8.0, 12.0)
-    max_reference_images: int = 1
+    """What every remote video adapter is configured with. Empty durations and 0 references
+    mean: the adapter's own table for the model decides."""
+
+    durations_s: tuple[float, ...] = ()
+    max_reference_images: int = 0
     poll_s: float = 2.0
     aspects: tuple[str, ...] = field(default_factory=lambda: tuple(ASPECT_SIZES))
 
@@ -75,11 +79,13 @@ class VideoJobsHTTP(HttpProvider):
         super().__init__(config, **kwargs)
         self.config: VideoConfig = config
         self.label = config.model
+        # What /v1/videos (Sora 2) takes, unless the settings say otherwise for a look-alike.
+        durations = tuple(config.durations_s) or SORA_DURATIONS_S
         self.capabilities = Capabilities(
-            max_reference_images=config.max_reference_images,
-            durations_s=config.durations_s or None,
-            min_duration_s=min(config.durations_s or (1.0,)),
-            max_duration_s=max(config.durations_s or (60.0,)),
+            max_reference_images=config.max_reference_images or 1,
+            durations_s=durations,
+            min_duration_s=min(durations),
+            max_duration_s=max(durations),
             aspects=config.aspects,
             can_cancel=True,
         )
