@@ -34,7 +34,6 @@ from studio.jobs.registry import Settled
 from studio.jobs.services import job_cancel, job_enqueue, job_retry
 from studio.models import UsageRecord
 from studio.providers import registry
-from studio.providers.base import Usage
 from studio.providers.ledger import cost_usd, price_at
 
 RENDER = "take.render"
@@ -110,17 +109,19 @@ def render_estimate_usd(*, seconds: float) -> Decimal | None:
 
 
 def _clip_estimates_usd(seconds: Sequence[float]) -> list[Decimal | None]:
-    """`render_estimate_usd` for each clip length, with one look-up of the price."""
+    """`render_estimate_usd` for each clip length, with one look-up of the price, in the
+    vendor's unit (seconds, tokens or requests: `estimated_usage`)."""
     provider = registry.video()
     price = price_at(
         provider=provider.name, model=provider.model, kind="video", when=timezone.now().date()
     )
     if price is None:
         return [None for _ in seconds]
-    return [
-        cost_usd(price=price, usage=Usage(), units=provider.capabilities.fit_duration(clip))
-        for clip in seconds
-    ]
+    estimates = []
+    for clip in seconds:
+        usage, units = provider.estimated_usage(clip)
+        estimates.append(cost_usd(price=price, usage=usage, units=units, requests=1))
+    return estimates
 
 
 def takes_estimate(*, drama: Drama, scenes: Sequence[Scene], skipped_locked: int = 0) -> Estimate:

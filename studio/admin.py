@@ -28,6 +28,7 @@ class PriceAdmin(admin.ModelAdmin):
         "cached_input_per_mtok",
         "output_per_mtok",
         "per_second",
+        "per_request",
         "effective_date",
         "source",
     ]

@@ -39,6 +39,10 @@ class Price(models.Model):
     per_second = models.DecimalField(
         "$/second of output", max_digits=12, decimal_places=6, null=True, blank=True
     )
+    # Vendors that bill a generation as one request whatever its length (some fal models).
+    per_request = models.DecimalField(
+        "$/request", max_digits=12, decimal_places=6, null=True, blank=True
+    )
     source = models.CharField(max_length=300, help_text="Where the figure was published.")
     effective_date = models.DateField(help_text="The day from which this price applies.")
     created_at = models.DateTimeField(auto_now_add=True)

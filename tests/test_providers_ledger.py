@@ -244,3 +244,39 @@ def test_it_records_offline_calls_at_a_known_zero(tmp_path):
         Decimal(0),
     )
     assert (render.model, render.units, render.cost_usd) == ("animatic", 2, Decimal(0))
+
+
+@pytest.mark.django_db
+def test_it_prices_video_in_the_vendors_unit_tokens_or_requests():
+    tokens = Price.objects.create(
+        provider="byteplus",
+        model="seedance",
+        kind="video",
+        output_per_mtok=Decimal("2.8"),
+        source="test",
+        effective_date=TODAY,
+    )
+    per_request = Price.objects.create(
+        provider="fal",
+        model="per-clip",
+        kind="video",
+        per_request=Decimal("0.25"),
+        source="test",
+        effective_date=TODAY,
+    )
+
+    # Seedance bills the clip's tokens; the seconds are not a rate it has.
+    assert cost_usd(price=tokens, usage=Usage(output_tokens=100_000)) == Decimal("0.28")
+    # A per-request price bills the request whatever the clip's length...
+    assert cost_usd(price=per_request, usage=Usage(), units=10, requests=1) == Decimal("0.25")
+    # ...and a call that is not the request (a poll, a download) costs nothing.
+    assert cost_usd(price=per_request, usage=Usage(), units=0, requests=0) == Decimal(0)
+    entry = UsageEntry(
+        provider="fal",
+        model="per-clip",
+        kind="video",
+        operation="video.generate",
+        units=5,
+        requests=1,
+    )
+    assert record_usage(entry).cost_usd == Decimal("0.25")

@@ -45,6 +45,7 @@ class UsageEntry:
     operation: str
     usage: Usage = field(default_factory=Usage)
     units: float = 0.0
+    requests: int = 0  # billed as such only by a price with a per-request rate
     latency_ms: int | None = None
     ttft_ms: int | None = None
     ok: bool = True
@@ -69,15 +70,27 @@ class PriceLike(Protocol):
     cached_input_per_mtok: Decimal | None
     output_per_mtok: Decimal | None
     per_second: Decimal | None
+    per_request: Decimal | None
 
 
-def cost_usd(*, price: PriceLike, usage: Usage, units: float | Decimal = 0) -> Decimal | None:
-    """Input (uncached), cached input and output tokens priced apart, plus output seconds.
+def cost_usd(
+    *, price: PriceLike, usage: Usage, units: float | Decimal = 0, requests: int = 0
+) -> Decimal | None:
+    """Input (uncached), cached input and output tokens priced apart, plus output seconds, plus
+    requests for a price billed per request.
 
     `usage.input_tokens` includes the cached ones. A price without a cached-input figure (the
     Gemini rows list none) prices cached tokens at the input price. A rate the call needs but
-    the price lacks makes the whole cost unknown (None), never a silent 0.
+    the price lacks makes the whole cost unknown (None), never a silent 0; a price with a
+    per-request rate bills the request, and seconds only if it also has a per-second rate.
     """
+    per_request = getattr(price, "per_request", None)
+    if per_request is not None:
+        if price.per_second is None:
+            units = 0  # billed by the request, not by its length
+        request_cost = Decimal(requests) * Decimal(per_request)
+    else:
+        request_cost = Decimal(0)
     cached = max(min(usage.cached_tokens, usage.input_tokens), 0)
     uncached = max(usage.input_tokens - cached, 0)
     cached_rate = (
@@ -91,7 +104,7 @@ def cost_usd(*, price: PriceLike, usage: Usage, units: float | Decimal = 0) -> D
         (usage.output_tokens, price.output_per_mtok, MILLION),
         (Decimal(str(units)), price.per_second, Decimal(1)),
     ]
-    total = Decimal(0)
+    total = request_cost
     for quantity, rate, per in parts:
         if not quantity:
             continue
@@ -135,7 +148,11 @@ def record_usage(entry: UsageEntry):
     if once and UsageRecord.objects.filter(once_per_request=True, **key).exists():
         return None  # billed when it was first seen finished
     price = price_at(provider=entry.provider, model=entry.model, kind=entry.kind, when=now.date())
-    cost = cost_usd(price=price, usage=entry.usage, units=units) if price else None
+    cost = (
+        cost_usd(price=price, usage=entry.usage, units=units, requests=entry.requests)
+        if price
+        else None
+    )
     if cost is None:
         logger.warning(
             "No usable %s price for %s/%s on %s: cost recorded as unknown. "

@@ -28,6 +28,7 @@ from studio.providers.base import (
     JobState,
     JobStatus,
     ProgressCallback,
+    Usage,
     VideoRequest,
 )
 from studio.providers.errors import BadRequest, JobFailed
@@ -95,6 +96,9 @@ class LocalAnimatic:
 
     def __repr__(self) -> str:
         return f"LocalAnimatic(output_dir={str(self.output_dir)!r})"
+
+    def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
+        return Usage(), self.capabilities.fit_duration(seconds)
 
     def path(self, job_id: str) -> Path:
         if not job_id.isalnum():

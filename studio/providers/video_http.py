@@ -19,6 +19,7 @@ from studio.providers.base import (
     JobHandle,
     JobState,
     JobStatus,
+    Usage,
     VideoRequest,
     frame_size,
 )
@@ -89,6 +90,9 @@ class VideoJobsHTTP(HttpProvider):
             aspects=config.aspects,
             can_cancel=True,
         )
+
+    def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
+        return Usage(), self.capabilities.fit_duration(seconds)
 
     def _handle(self, job_id: str, *, seconds: float, size: str) -> JobHandle:
         return JobHandle(
