@@ -10,10 +10,10 @@ from studio.providers.sim import ark, chat, comfyui, control, fal, jobs
 # Each video wire format under a prefix named after its VIDEO_API value, so one simulator serves
 # them all (`VIDEO_BASE_URL=http://127.0.0.1:PORT/ark`, ...).
 OPENAI_VIDEOS = [
-    ("POST", r"/v1/videos", "video_create", jobs.video_create),
-    ("GET", r"/v1/videos/(?P<video_id>[\w-]+)", "video_get", jobs.video_get),
-    ("GET", r"/v1/videos/(?P<video_id>[\w-]+)/content", "video_content", jobs.video_content),
-    ("DELETE", r"/v1/videos/(?P<video_id>[\w-]+)", "video_delete", jobs.video_delete),
+    ("POST", r"/videos", "video_create", jobs.video_create),
+    ("GET", r"/videos/(?P<video_id>[\w-]+)", "video_get", jobs.video_get),
+    ("GET", r"/videos/(?P<video_id>[\w-]+)/content", "video_content", jobs.video_content),
+    ("DELETE", r"/videos/(?P<video_id>[\w-]+)", "video_delete", jobs.video_delete),
 ]
 VIDEO_APIS = {
     "openai_videos": OPENAI_VIDEOS,
@@ -32,7 +32,11 @@ def routes() -> list:
     table = [
         *mounted,
         ("POST", r"/v1/chat/completions", "chat", chat.chat),
-        *OPENAI_VIDEOS,  # also at the root, as before the prefixes
+        # Also under /v1, as OpenAI serves it (VIDEO_BASE_URL=http://127.0.0.1:PORT/v1).
+        *(
+            (method, f"/v1{pattern}", name, handler)
+            for method, pattern, name, handler in OPENAI_VIDEOS
+        ),
         ("POST", r"/v2/generate", "lipsync_create", jobs.lipsync_create),
         ("GET", r"/v2/generate/(?P<job_id>[\w-]+)", "lipsync_get", jobs.lipsync_get),
         ("GET", r"/_sim/files/(?P<job_id>[\w-]+)\.mp4", "lipsync_output", jobs.lipsync_output),
