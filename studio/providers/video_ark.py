@@ -350,6 +350,8 @@ class ArkVideo(HttpProvider):
             try:
                 data = await self.download(video_url)
             except (AuthError, BadRequest) as error:
+                if error.status not in (403, 404):
+                    raise
                 # Signed storage links answer 403/404 once they expire (about 24 h).
                 raise BadRequest(
                     "the video link no longer works (Ark keeps results about 24 h): "
