@@ -20,6 +20,7 @@ from studio.providers import registry
 from studio.providers.base import CastMember, JobHandle, JobState, VideoRequest
 from studio.providers.errors import BadRequest
 from studio.providers.ledger import DbLedger, MemoryLedger
+from studio.providers.sim import ark as sim_ark
 from studio.providers.video_ark import ArkConfig, ArkVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
@@ -216,6 +217,16 @@ async def test_it_books_the_completion_tokens_as_output_tokens(sim):
     # The estimate for the budget bills what the vendor then reports.
     usage, units = video.estimated_usage(4.2)
     assert usage.output_tokens == reported and units == 0.0
+
+
+async def test_a_success_without_usage_books_the_estimate(sim, monkeypatch):
+    answer = sim_ark._task_json
+    monkeypatch.setattr(sim_ark, "_task_json", lambda *args: {**answer(*args), "usage": None})
+    ledger = MemoryLedger()
+    video = ark_for(sim, ledger=ledger)
+    await wait_for(video, await video.submit(scene(aspect="1:1"), "take-1"), timeout_s=5)
+    [entry] = billed(ledger)
+    assert entry.usage.output_tokens == 960 * 960 * 24 * 5 // 1024  # never a bill of 0
 
 
 @pytest.mark.django_db(transaction=True)
