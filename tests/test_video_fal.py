@@ -107,7 +107,7 @@ async def test_wan_writes_its_length_as_frames_and_is_billed_per_request(sim):
     assert (await wait_for(video, handle, timeout_s=5)).state is JobState.SUCCEEDED
     [booked] = [e for e in ledger.entries if e.operation == "video.generate"]
     assert (booked.units, booked.requests) == (5.0, 1)
-    assert MODELS[WAN].per_request and handle.data["per_request"] is True
+    assert MODELS[WAN].per_request
 
 
 async def test_settings_override_the_table_and_unknown_ids_fall_back(sim):

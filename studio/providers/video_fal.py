@@ -358,7 +358,6 @@ class FalVideo(HttpProvider):
             data = {
                 "seconds": seconds,
                 "model": self.model,
-                "per_request": self.info.per_request,
                 **{
                     name: str(answer[name])
                     for name in ("status_url", "response_url", "cancel_url")
