@@ -12,7 +12,7 @@ from django.utils import timezone
 
 class PriceKind(models.TextChoices):
     CHAT = "chat", "Chat (per million tokens)"
-    VIDEO = "video", "Video (per second of output)"
+    VIDEO = "video", "Video (per second, per token or per request, by vendor)"
     LIPSYNC = "lipsync", "Lip sync (per second of output)"
 
 

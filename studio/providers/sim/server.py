@@ -155,9 +155,11 @@ class Simulator(SimState):
         key = self.config.api_key
         if not key:
             return None
-        given = request.headers.get("x-api-key") or request.headers.get(
-            "authorization", ""
-        ).removeprefix("Bearer ")
+        # Bearer (OpenAI, Ark), Key (fal) or x-api-key (sync.so).
+        authorization = request.headers.get("authorization", "")
+        given = request.headers.get("x-api-key") or authorization.removeprefix(
+            "Bearer "
+        ).removeprefix("Key ")
         if given == key:
             return None
         # Like real vendors, echo what was sent: the client must not pass it on.
