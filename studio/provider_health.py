@@ -1,7 +1,9 @@
 """Provider health across processes: workers publish their guards' state, the panel reads it.
 
 A provider's breaker, token bucket and latency window live in the process that calls it
-(studio/providers/resilience.py). Each job worker runs `publish_loop` (a worker companion,
+(studio/providers/resilience.py), or, with REDIS_URL, its breaker, bucket and concurrency cap
+are every worker's, in Redis (studio/providers/shared_limits.py): then each row carries that
+shared state as its worker last read it. Each job worker runs `publish_loop` (a worker companion,
 registered in studio/apps.py), which every `PROVIDER_HEALTH_PUBLISH_S` seconds saves its
 guards' snapshots as ProviderHealth rows and tells the `provider-health` channel group, whose
 consumers re-render the panel. A row older
@@ -24,6 +26,7 @@ from django.utils import timezone
 from studio.jobs.models import Job, JobStatus
 from studio.models import ProviderHealth
 from studio.providers import registry
+from studio.providers.resilience import refresh_shared
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,13 @@ def panel(*, now=None) -> dict:
                 "rate_per_s": snap.get("rate_per_s"),
                 "waiting": snap.get("waiting", 0),
                 "in_flight": snap.get("in_flight", 0),
+                # With REDIS_URL, limits shared by every worker (studio/providers/shared_limits):
+                # the breaker and tokens above are then every worker's, as Redis holds them.
+                "shared": bool(snap.get("shared")),
+                "shared_down": bool(snap.get("shared_down")),
+                "in_flight_all": snap.get("in_flight_all"),
+                "breaker_opened_by": snap.get("breaker_opened_by", ""),
+                "breaker_opened_at": _when(snap.get("breaker_opened_at")),
                 "last_error": snap.get("last_error", ""),
                 "last_error_at": _when(snap.get("last_error_at")),
                 "age_s": round(age_s),
@@ -113,7 +123,9 @@ def _when(epoch) -> datetime.datetime | None:
 
 async def publish_once(*, process: str, db) -> int:
     """Save this process's snapshots (through `db`, the worker's database thread) and tell
-    the panel's consumers. Offline providers have no guard: nothing to publish."""
+    the panel's consumers. Offline providers have no guard: nothing to publish. Guards with
+    limits shared through Redis read every worker's state first."""
+    await refresh_shared()
     snapshots = registry.health()
     if not snapshots:
         return 0

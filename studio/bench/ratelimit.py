@@ -8,16 +8,29 @@ span at least (k - burst) / rate seconds) must hold; both are checked on the sen
 windows are also reported as the simulator received them. After the first second windows hold
 about `rate` (reported, not a bound: a client stalled for a moment banks tokens and may spend
 them at once, as a bucket allows). Baseline, same run: the same requests with the bucket open.
+
+`--workers N` (N > 1): N worker processes, each driving its share of the requests through its
+own Guard against the same simulator, share one limit (100 req/s, burst 100) and one
+concurrency cap through Redis (studio/providers/shared_limits.py): REDIS_URL when set, else a
+throwaway `redis-server` on loopback. The same windows are checked on every process's sends
+together. Baseline, same run: the same N processes with per-process buckets (no Redis), which
+send about N times the rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -198,6 +211,9 @@ async def _ratelimit(url: str, total: int, rate: float, burst: int) -> dict:
 
 def ratelimit(options: dict) -> dict:
     total = 300 if options.get("quick") else 2000
+    workers = int(options.get("workers") or 1)
+    if workers > 1:
+        return _ratelimit_workers(total, workers)
     load = os.getloadavg()[0]
     process, url = _start_sim()
     try:
@@ -221,3 +237,218 @@ def ratelimit(options: dict) -> dict:
         and (figures["achieved_rate"] or 0) >= 0.99 * figures["configured_rate"]
     )
     return {**figures, "load_average_1min_before": round(load, 2), "meets_target": target}
+
+
+# --- several worker processes: one limit shared through Redis ---------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60
+
+
+@contextlib.contextmanager
+def _redis():
+    """REDIS_URL when set, else a throwaway redis-server on a free loopback port."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("bench ratelimit --workers needs redis-server (or REDIS_URL)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="studio-bench-redis-") as folder:
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", folder],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                        sock.sendall(b"PING\r\n")
+                        if sock.recv(16).startswith(b"+PONG"):
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+async def _worker(config: dict) -> dict:
+    """One worker process: its share of the requests through its own Guard (shared limits
+    when `config["redis_url"]`), sent once the parent says go; every send's wall-clock time."""
+    from studio.providers import shared_limits
+
+    url, rate, burst = config["url"], config["rate"], config["burst"]
+    guard = Guard(
+        config["name"],
+        bucket=TokenBucket(rate=rate, burst=burst),
+        concurrency=CONCURRENCY,
+        retry=RetryPolicy(max_attempts=1),
+        register=False,
+    )
+    if config["redis_url"]:
+        shared_limits.share(guard, config["redis_url"])
+    chat = OpenAICompatibleChat(
+        ChatConfig(name="bench", base_url=f"{url}/v1", model="bench", timeout_s=10),
+        guard=guard,
+        recorder=MemoryLedger(),
+    )
+    sends: list[float] = []
+    failures: list[str] = []
+    send = chat.send
+
+    async def timed_send(*args, **kwargs):
+        sends.append(time.time())  # slot, token and breaker granted: the request goes out
+        return await send(*args, **kwargs)
+
+    chat.send = timed_send
+
+    async def one(index: int) -> None:
+        try:
+            await chat.complete([{"role": "user", "content": f"request {index}"}])
+        except Exception as error:
+            failures.append(f"{type(error).__name__}: {error}")
+
+    client = chat.client()
+    await asyncio.gather(
+        *(
+            client.post(
+                f"{url}/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "warm"}]},
+            )
+            for _ in range(CONCURRENCY)
+        )
+    )
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await asyncio.gather(*(one(i) for i in range(config["requests"])))
+    await chat.aclose()
+    await shared_limits.close()
+    return {
+        "requests": config["requests"],
+        "sends": sends,
+        "failures": failures,
+        "shared_down": bool(guard.shared and guard.shared.down),
+    }
+
+
+def _run_workers(config: dict, workers: int, total: int) -> list[dict]:
+    """Start the worker processes, let them warm up, start them together, collect them."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "studio.settings"}
+    shares = [total // workers + (1 if n < total % workers else 0) for n in range(workers)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "studio.bench.ratelimit", json.dumps({**config, "requests": n})],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in shares
+    ]
+    try:
+        for process in processes:
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a bench worker failed to start ({process.wait(10)})")
+        for process in processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = []
+        for process in processes:
+            output, _ = process.communicate(timeout=600)
+            if process.returncode != 0:
+                raise RuntimeError(f"a bench worker exited with {process.returncode}")
+            results.append(json.loads(output.strip().splitlines()[-1]))
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+def _merged(results: list[dict], *, rate: float, burst: int, banked: int) -> dict:
+    sends = sorted(t for result in results for t in result["sends"])
+    failed = sum(len(result["failures"]) for result in results)
+    bound = burst + rate
+    span = sends[-1] - sends[0] if len(sends) > 1 else 0.0
+    return {
+        "ok": sum(result["requests"] for result in results) - failed,
+        "failed": failed,
+        "first_error": next((r["failures"][0] for r in results if r["failures"]), ""),
+        # After what the buckets had banked, requests sent per second by all workers together.
+        "achieved_rate": round((len(sends) - banked) / span, 2)
+        if len(sends) > banked and span > 0
+        else None,
+        "max_in_any_1s_window": _max_in_window(sends, 1.0),
+        "windows_over_limit": _windows_over(sends, 1.0, bound),
+        "max_in_any_1s_window_after_first_s": _max_in_window(
+            sends, 1.0, start_after=sends[0] + 1.0
+        ),
+        "bucket_violations": _bucket_violations(sends, rate=rate, burst=burst),
+        "wall_s": round(span, 2),
+        "redis_fell_back": any(r["shared_down"] for r in results),
+    }
+
+
+def _ratelimit_workers(total: int, workers: int) -> dict:
+    rate, burst = 100.0, 100
+    load = os.getloadavg()[0]
+    process, url = _start_sim()
+    try:
+        with _redis() as redis_url:
+            config = {"url": url, "rate": rate, "burst": burst}
+            # A fresh name each run: a REDIS_URL in use keeps no state from an earlier one.
+            name = f"bench:ratelimit:{uuid.uuid4().hex[:8]}"
+            shared = _merged(
+                _run_workers({**config, "name": name, "redis_url": redis_url}, workers, total),
+                rate=rate,
+                burst=burst,
+                banked=burst,
+            )
+        # The baseline, same run and simulator: the same processes, each with its own bucket
+        # (today's behaviour without Redis).
+        alone = _merged(
+            _run_workers({**config, "name": name, "redis_url": ""}, workers, total),
+            rate=rate,
+            burst=burst,
+            banked=burst * workers,
+        )
+    finally:
+        process.terminate()
+        process.wait(10)
+    figures = {
+        "workers": workers,
+        "requests": total,
+        "configured_rate": rate,
+        "burst": burst,
+        "window_limit": burst + rate,
+        **shared,
+        "concurrency_shared": CONCURRENCY,
+        "sim_latency_ms": LATENCY_MS,
+        **{f"baseline_{key}": value for key, value in alone.items()},
+    }
+    target = (
+        figures["ok"] == total
+        and figures["windows_over_limit"] == 0
+        and not figures["redis_fell_back"]
+        and 0.95 * rate <= (figures["achieved_rate"] or 0) <= 1.05 * rate
+    )
+    return {**figures, "load_average_1min_before": round(load, 2), "meets_target": target}
+
+
+if __name__ == "__main__":
+    import django
+
+    django.setup()
+    print(json.dumps(asyncio.run(_worker(json.loads(sys.argv[1])))), flush=True)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from studio.providers.errors import (
     CircuitOpen,
@@ -242,6 +242,25 @@ def _percentile_ms(sorted_values: list[float], fraction: float) -> float | None:
     return round(sorted_values[index] * 1000.0, 1)
 
 
+class Lease(Protocol):
+    """A call admitted by shared limits: its slot is held until `release()`."""
+
+    async def report(self, outcome: str) -> None: ...
+
+    async def release(self) -> None: ...
+
+
+class SharedLimits(Protocol):
+    """Limits every worker shares (studio/providers/shared_limits.py implements them)."""
+
+    async def enter(self) -> Lease | None:
+        """Slot, token and breaker consent (raises CircuitOpen); None when unreachable."""
+
+    async def refresh(self) -> None: ...
+
+    def snapshot(self) -> dict: ...
+
+
 _guards: dict[str, Guard] = {}
 
 
@@ -270,6 +289,8 @@ class Guard:
         self._clock = clock
         self._sleep = sleep or asyncio.sleep
         self._cap = _PerLoop(lambda: asyncio.Semaphore(concurrency)) if concurrency else None
+        # Set by `shared_limits.share()` when REDIS_URL is set: limits every worker shares.
+        self.shared: SharedLimits | None = None
         if register:
             _guards[name] = self
 
@@ -280,7 +301,20 @@ class Guard:
         The slot comes first so the token is taken just before the call goes out: the vendor
         then sees the bucket's pattern, not a burst that queued for slots and arrives late,
         on top of the next second's tokens.
+
+        With shared limits (`self.shared`, studio/providers/shared_limits.py) the slot, the
+        token and the breaker are every worker's, in Redis. When Redis fails, `enter()` gives
+        None and this call uses the in-process ones below instead: a Redis outage must never
+        stop renders (the shared side logs the outage once, and retries Redis a little later).
         """
+        lease = await self.shared.enter() if self.shared is not None else None
+        if lease is not None:
+            try:
+                async with self._measured(lease.report):
+                    yield
+            finally:
+                await lease.release()
+            return
         cap = self._cap.get() if self._cap else None
         if cap is not None:
             await cap.acquire()
@@ -288,33 +322,45 @@ class Guard:
             if self.bucket is not None:
                 await self.bucket.acquire()
             self.breaker.before_call()
-            self.in_flight += 1
-            started = self._clock()
-            try:
+            async with self._measured(self._report_local):
                 yield
-            except ProviderError as error:
-                self.stats.record(ok=False, latency_s=self._clock() - started, error=error)
-                if isinstance(error, BREAKER_FAILURES) or (
-                    isinstance(error, StreamError) and error.retryable
-                ):
-                    self.breaker.on_failure()
-                else:
-                    self.breaker.on_neutral()
-                raise
-            except BaseException as error:
-                # Cancellation or a bug on our side: says nothing about the vendor.
-                if not isinstance(error, asyncio.CancelledError):
-                    self.stats.record(ok=False, latency_s=self._clock() - started, error=error)
-                self.breaker.on_neutral()
-                raise
-            else:
-                self.stats.record(ok=True, latency_s=self._clock() - started)
-                self.breaker.on_success()
-            finally:
-                self.in_flight -= 1
         finally:
             if cap is not None:
                 cap.release()
+
+    async def _report_local(self, outcome: str) -> None:
+        {"success": self.breaker.on_success, "failure": self.breaker.on_failure}.get(
+            outcome, self.breaker.on_neutral
+        )()
+
+    @asynccontextmanager
+    async def _measured(self, report: Callable[[str], Awaitable[None]]):
+        """Count the call in flight, record its outcome in the stats and tell the breaker
+        (`report("success" | "failure" | "neutral")`)."""
+        self.in_flight += 1
+        started = self._clock()
+        try:
+            yield
+        except ProviderError as error:
+            self.stats.record(ok=False, latency_s=self._clock() - started, error=error)
+            if isinstance(error, BREAKER_FAILURES) or (
+                isinstance(error, StreamError) and error.retryable
+            ):
+                await report("failure")
+            else:
+                await report("neutral")
+            raise
+        except BaseException as error:
+            # Cancellation or a bug on our side: says nothing about the vendor.
+            if not isinstance(error, asyncio.CancelledError):
+                self.stats.record(ok=False, latency_s=self._clock() - started, error=error)
+            await report("neutral")
+            raise
+        else:
+            self.stats.record(ok=True, latency_s=self._clock() - started)
+            await report("success")
+        finally:
+            self.in_flight -= 1
 
     async def call(self, function: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
         """`await function()` inside attempts, retrying retryable errors per the policy.
@@ -336,7 +382,7 @@ class Guard:
 
     def snapshot(self) -> dict:
         bucket = self.bucket
-        return {
+        snapshot = {
             "name": self.name,
             "breaker": self.breaker.state.value,
             "tokens": round(bucket.tokens, 2) if bucket else None,
@@ -347,11 +393,22 @@ class Guard:
             "concurrency": self.concurrency,
             **self.stats.snapshot(),
         }
+        if self.shared is not None:
+            # Every worker's breaker, tokens and calls in flight, as last read from Redis.
+            snapshot.update(self.shared.snapshot())
+        return snapshot
 
 
 def health() -> list[dict]:
     """Live state of every provider guard in this process, by name."""
     return [guard.snapshot() for _, guard in sorted(_guards.items())]
+
+
+async def refresh_shared() -> None:
+    """Read the shared state (Redis) of every guard that has one, for `health()`."""
+    for _, guard in sorted(_guards.items()):
+        if guard.shared is not None:
+            await guard.shared.refresh()
 
 
 def forget_guard(name: str) -> None:
