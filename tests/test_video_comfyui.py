@@ -18,6 +18,7 @@ from studio.providers.base import CastMember, JobState, VideoRequest
 from studio.providers.errors import BadRequest
 from studio.providers.ledger import MemoryLedger
 from studio.providers.sim.comfyui import _comfy
+from studio.providers.transport import looks_like_video
 from studio.providers.video_comfyui import WORKFLOWS_DIR, ComfyConfig, ComfyVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
@@ -107,6 +108,8 @@ async def test_it_fits_frames_and_fps_to_the_model_family(sim):
     assert (latent["width"], latent["height"], latent["length"]) == (1280, 720, 81)
     assert handle.data["seconds"] == 5.0
 
+    named = comfy_for(sim, model="wan2.2", workflow="ltx.json")  # a shipped file by name
+    assert named.workflow_path() == WORKFLOWS_DIR / "ltx.json"
     ltx = comfy_for(sim, model="ltxv")
     handle = await ltx.submit(scene(duration_s=3.0), "ltx")
     graph = job_of(sim, handle)["graph"]
@@ -138,6 +141,22 @@ async def test_node_errors_fail_clearly_and_are_not_retried(sim, tmp_path):
     assert "does not exist" in str(refused.value)
     assert sim.stats.requests["comfyui_prompt"] == 1  # refused once, not tried again
     assert sim.jobs == {}
+
+
+async def test_a_prompt_queued_with_node_errors_beside_it_is_taken_back(sim, tmp_path):
+    workflow = json.loads((WORKFLOWS_DIR / "wan2.2.json").read_text())
+    # A second output (a preview) through a node ComfyUI does not have: the main one still
+    # validates, so ComfyUI queues it and answers 200 with the other node's errors.
+    workflow["20"] = {"class_type": "Broken", "inputs": {"images": ["13", 0]}}
+    workflow["21"] = {"class_type": "SaveWEBM", "inputs": {"images": ["20", 0]}}
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(workflow))
+    with pytest.raises(BadRequest, match=r"node 20 \(Broken\)") as refused:
+        await comfy_for(sim, workflow=str(path)).submit(scene(), "take-1")
+    assert not refused.value.retryable
+    [job] = sim.jobs.values()
+    assert job["result"] == "interrupted"  # it had started: stopped, not left to run
+    assert sim.stats.requests["comfyui_interrupt"] == 1
 
 
 async def test_a_missing_or_invalid_workflow_is_refused_before_calling(sim, tmp_path):
@@ -225,6 +244,28 @@ async def test_a_lost_answer_is_found_again_not_queued_twice(sim):
     handle = await comfy_for(sim).submit(scene(), "take-7")
     assert sim.stats.requests["comfyui_prompt"] == 1  # the retry found it in the queue
     assert sim.stats.jobs_per_key == {"take-7": 1} and job_of(sim, handle)
+
+
+ROUTES = (
+    "comfyui_upload",
+    "comfyui_prompt",
+    "comfyui_queue",
+    "comfyui_history",
+    "comfyui_history_list",
+    "comfyui_view",
+)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("fault", ["5xx", "429", "drop", "malformed", "lost_response"])
+async def test_it_rides_out_every_fault_on_every_route(sim, route, fault):
+    sim.queue_faults(route, fault)
+    video = comfy_for(sim)
+    handle = await video.submit(scene(), "take-1")
+    assert (await wait_for(video, handle, timeout_s=5)).state is JobState.SUCCEEDED
+    assert looks_like_video(await video.fetch(handle))
+    assert sim.stats.statuses[route]["dropped" if fault in ("drop", "lost_response") else "200"]
+    assert sim.stats.jobs_per_key == {"take-1": 1}  # a lost answer is found, not resubmitted
 
 
 async def test_it_finds_a_prompt_by_its_key_on_a_server_that_ignores_prompt_ids(sim):

@@ -367,7 +367,7 @@ class ComfyVideo(HttpProvider):
             if answer.get("node_errors"):
                 # Queued with only its valid outputs: take it back, the scene needs them all.
                 if queued:
-                    await self._delete(queued)
+                    await self._stop(queued)
                 raise BadRequest(
                     self.clean(comfy_error_text(answer, graph)),
                     provider=self.name,
@@ -417,9 +417,21 @@ class ComfyVideo(HttpProvider):
         subfolder = str(body.get("subfolder") or "")
         return f"{subfolder}/{name}" if subfolder else name
 
-    async def _delete(self, prompt_id: str) -> None:
-        url = self.url("queue")
-        await self.send("POST", url, json={"delete": [prompt_id]}, headers=self.headers(url))
+    async def _stop(self, prompt_id: str) -> bool:
+        """Interrupt the prompt if it runs, take it out of the queue if it waits; False when
+        it is neither (finished or gone)."""
+        running, pending = await self._queue()
+        if any(item[1] == prompt_id for item in running):
+            # Interrupt stops whatever runs; the prompt_id asks a recent ComfyUI to stop only
+            # this prompt, should another one have started since /queue answered.
+            url = self.url("interrupt")
+            await self.send("POST", url, json={"prompt_id": prompt_id}, headers=self.headers(url))
+            return True
+        if any(item[1] == prompt_id for item in pending):
+            url = self.url("queue")
+            await self.send("POST", url, json={"delete": [prompt_id]}, headers=self.headers(url))
+            return True
+        return False
 
     async def _history(self, prompt_id: str) -> dict | None:
         """The prompt's history entry, or None while it is queued or running (or unknown)."""
@@ -558,19 +570,7 @@ class ComfyVideo(HttpProvider):
         self._check(handle)
 
         async def attempt() -> Outcome:
-            running, pending = await self._queue()
-            if any(item[1] == handle.id for item in running):
-                # Interrupt stops whatever runs; the prompt_id asks a recent ComfyUI to stop
-                # only this prompt, should another one have started since /queue answered.
-                url = self.url("interrupt")
-                await self.send(
-                    "POST", url, json={"prompt_id": handle.id}, headers=self.headers(url)
-                )
-                return Outcome(True, request_id=handle.id)
-            if any(item[1] == handle.id for item in pending):
-                await self._delete(handle.id)
-                return Outcome(True, request_id=handle.id)
-            return Outcome(False, request_id=handle.id)  # already finished or gone
+            return Outcome(await self._stop(handle.id), request_id=handle.id)
 
         try:
             return await self.call(operation="video.cancel", attempt=attempt)

@@ -3,7 +3,8 @@
 `POST /upload/image` keeps an input image; `POST /prompt` checks the workflow as ComfyUI does
 (every node a class_type with inputs, links to nodes that exist, an output node, numbers where
 numbers go, a LoadImage naming an uploaded image) and, stricter, that no `{{placeholder}}` is
-left; an unknown class_type such as "Broken" is refused with `node_errors`. Like ComfyUI it
+left; an unknown class_type such as "Broken" is named in `node_errors` (a 400, or a 200 when
+another output still validates and is queued alone, as ComfyUI does). Like ComfyUI it
 keeps no idempotency keys and takes the client's prompt_id. One executor runs the queue in
 order, `job_s` per prompt; `GET /queue`, `GET /history[/{id}]`, `POST /queue {"delete"}`, `POST
 /interrupt` and `GET /view` (a real MP4 of the uploaded reference's face) follow it. Faults
@@ -155,6 +156,18 @@ def _node_problems(server: Comfy, graph: dict, node_id: str, node: dict) -> list
     return problems
 
 
+def _upstream(graph: dict, node_id: str) -> set[str]:
+    """The node and every node it reads from, through its links."""
+    seen, todo = set(), [node_id]
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in graph:
+            continue
+        seen.add(current)
+        todo += [str(v[0]) for v in graph[current]["inputs"].values() if isinstance(v, list) and v]
+    return seen
+
+
 def _text(graph: dict, link, depth: int = 0) -> str:
     """The text at the end of a conditioning link (through nodes that pass it on)."""
     if not isinstance(link, list) or depth > 8:
@@ -302,12 +315,14 @@ async def prompt(sim: SimState, request: Request, fault: str) -> Response:
                 "class_type": node["class_type"],
             }
     outputs = [node_id for node_id, node in graph.items() if node["class_type"] in OUTPUT_NODES]
-    if node_errors:
+    if not outputs:
+        return _comfy_error("prompt_no_outputs", "Prompt has no outputs")
+    # As ComfyUI does, queue the outputs that validate and name the failing nodes beside them.
+    outputs = [node_id for node_id in outputs if not _upstream(graph, node_id) & set(node_errors)]
+    if not outputs:
         return _comfy_error(
             "prompt_outputs_failed_validation", "Prompt outputs failed validation", node_errors
         )
-    if not outputs:
-        return _comfy_error("prompt_no_outputs", "Prompt has no outputs")
     extra_data = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
     extra_data = {**extra_data, "client_id": str(body.get("client_id") or "")}
     prompt_id = str(body.get("prompt_id") or uuid.uuid4())
@@ -337,7 +352,8 @@ async def prompt(sim: SimState, request: Request, fault: str) -> Response:
     )
     _advance(sim, server)
     server.prompts[prompt_id] = job  # like ComfyUI, a prompt_id sent twice is queued twice
-    return Response.of_json({"prompt_id": prompt_id, "number": job["number"], "node_errors": {}})
+    answer = {"prompt_id": prompt_id, "number": job["number"], "node_errors": node_errors}
+    return Response.of_json(answer)
 
 
 async def queue_get(sim: SimState, request: Request, fault: str) -> Response:
