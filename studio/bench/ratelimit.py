@@ -295,8 +295,17 @@ async def _worker(config: dict) -> dict:
         retry=RetryPolicy(max_attempts=1),
         register=False,
     )
+    grants: list[float] = []  # when Redis granted each token, by its clock
     if config["redis_url"]:
-        shared_limits.share(guard, config["redis_url"])
+        shared = shared_limits.share(guard, config["redis_url"]).shared
+        take_token = shared._take_token
+
+        async def timed_take_token() -> float:
+            granted = await take_token()
+            grants.append(granted)
+            return granted
+
+        shared._take_token = timed_take_token
     chat = OpenAICompatibleChat(
         ChatConfig(name="bench", base_url=f"{url}/v1", model="bench", timeout_s=10),
         guard=guard,
@@ -336,6 +345,7 @@ async def _worker(config: dict) -> dict:
     return {
         "requests": config["requests"],
         "sends": sends,
+        "grants": grants,
         "failures": failures,
         "shared_down": bool(guard.shared and guard.shared.down),
     }
@@ -379,6 +389,7 @@ def _run_workers(config: dict, workers: int, total: int) -> list[dict]:
 
 def _merged(results: list[dict], *, rate: float, burst: int, banked: int) -> dict:
     sends = sorted(t for result in results for t in result["sends"])
+    grants = sorted(t for result in results for t in result["grants"])
     failed = sum(len(result["failures"]) for result in results)
     bound = burst + rate
     span = sends[-1] - sends[0] if len(sends) > 1 else 0.0
@@ -395,7 +406,11 @@ def _merged(results: list[dict], *, rate: float, burst: int, banked: int) -> dic
         "max_in_any_1s_window_after_first_s": _max_in_window(
             sends, 1.0, start_after=sends[0] + 1.0
         ),
-        "bucket_violations": _bucket_violations(sends, rate=rate, burst=burst),
+        # The exact token-bucket rule on the grants (Redis's clock, the machine's), or on the
+        # sends where each process has its own bucket. Sends from several processes reach the
+        # HTTP client a few milliseconds after their grant, each a different few: the rule,
+        # which has 1 ms of slack once the bank is spent, is not checked on them.
+        "bucket_violations": _bucket_violations(grants or sends, rate=rate, burst=burst),
         "wall_s": round(span, 2),
         "redis_fell_back": any(r["shared_down"] for r in results),
     }
@@ -441,6 +456,7 @@ def _ratelimit_workers(total: int, workers: int) -> dict:
     target = (
         figures["ok"] == total
         and figures["windows_over_limit"] == 0
+        and figures["bucket_violations"] == 0
         and not figures["redis_fell_back"]
         and 0.95 * rate <= (figures["achieved_rate"] or 0) <= 1.05 * rate
     )

@@ -51,7 +51,7 @@ end
 local function fmt(x) return string.format('%.6f', x) end
 """
 
-# KEYS: bucket. ARGV: rate, burst. -> {granted 0/1, seconds until a token, tokens left}
+# KEYS: bucket. ARGV: rate, burst. -> {granted 0/1, seconds until a token, tokens left, now}
 BUCKET_TAKE = (
     _NOW
     + """
@@ -65,7 +65,7 @@ local granted, wait = 0, (1 - tokens) / rate
 if tokens >= 1 then tokens, granted, wait = tokens - 1, 1, 0 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'stamp', fmt(t))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return {granted, fmt(wait), fmt(tokens)}
+return {granted, fmt(wait), fmt(tokens), fmt(t)}
 """
 )
 
@@ -415,18 +415,19 @@ class RedisLimits:
         finally:
             self.waiting -= 1
 
-    async def _take_token(self) -> None:
+    async def _take_token(self) -> float:
+        """Wait for and take one token; returns when Redis granted it (epoch seconds)."""
         bucket = self.guard.bucket
         self.waiting += 1
         try:
             async with self._token_queue.get():
                 while True:
-                    granted, wait, tokens = await self._run(
+                    granted, wait, tokens, now = await self._run(
                         "bucket_take", [self.keys["bucket"]], [bucket.rate, bucket.burst]
                     )
                     self.seen["tokens"] = round(float(tokens), 2)
                     if int(granted):
-                        return
+                        return float(now)
                     # Another worker may take the token first: then ask again after this.
                     await asyncio.sleep(float(wait))
         finally:
