@@ -259,6 +259,13 @@ async def test_a_redis_that_dies_mid_run_leaves_calls_to_the_process_limits(clos
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
 
 
+def test_the_guard_shares_its_limits_when_redis_url_is_set(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    guard = shared_limits.share(Guard("video:openai", register=False))
+    assert guard.shared.url == settings.REDIS_URL
+    assert guard.shared.keys["slots"] == "studio:limits:video:openai:slots"
+
+
 def test_the_guard_stays_in_process_without_redis(settings):
     settings.REDIS_URL = ""
     guard = shared_limits.share(Guard("video:local", register=False))
