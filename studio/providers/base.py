@@ -131,6 +131,8 @@ class Capabilities:
     aspects: tuple[str, ...] = ("9:16", "16:9", "1:1")
     can_cancel: bool = True
     lipsync: bool = False
+    # The service renders the soundtrack (dialog, ambience) with the picture.
+    native_audio: bool = False
 
     def fit_duration(self, seconds: float) -> float:
         """The accepted duration closest to `seconds`, preferring the next longer one."""

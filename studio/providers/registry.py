@@ -28,6 +28,7 @@ from studio.providers.resilience import (
     forget_guard,
 )
 from studio.providers.resilience import health as guard_health
+from studio.providers.shared_limits import share
 
 _built: dict[str, tuple[str, object]] = {}
 
@@ -47,13 +48,16 @@ def provider_name(base_url: str, explicit: str = "") -> str:
 
 
 def _guard(role: str, name: str, config: dict) -> Guard:
+    """The provider's limits: shared by every worker through Redis when REDIS_URL is set."""
     label = f"{role}:{name}"
-    return Guard(
-        label,
-        bucket=TokenBucket(rate=config["rate_per_s"], burst=config["burst"]),
-        concurrency=config["concurrency"],
-        breaker=CircuitBreaker(name=label, **settings.PROVIDER_BREAKER),
-        retry=RetryPolicy(**settings.PROVIDER_RETRY),
+    return share(
+        Guard(
+            label,
+            bucket=TokenBucket(rate=config["rate_per_s"], burst=config["burst"]),
+            concurrency=config["concurrency"],
+            breaker=CircuitBreaker(name=label, **settings.PROVIDER_BREAKER),
+            retry=RetryPolicy(**settings.PROVIDER_RETRY),
+        )
     )
 
 

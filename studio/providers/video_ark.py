@@ -154,6 +154,7 @@ class ArkVideo(HttpProvider):
             aspects=RATIOS,
             can_cancel=True,
             lipsync=self.family.audio and config.generate_audio,
+            native_audio=self.family.audio and config.generate_audio,
         )
         self.resolution = (
             config.resolution

@@ -246,6 +246,7 @@ class FalVideo(HttpProvider):
             max_duration_s=max(durations),
             aspects=tuple(a for a in self.info.aspects if a in config.aspects),
             can_cancel=True,
+            native_audio=self.native_audio,
         )
 
     def headers(self, url: str, *, idempotency_key: str = "") -> dict[str, str]:

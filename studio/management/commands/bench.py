@@ -36,8 +36,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--quick", action="store_true", help="a smaller load, for smoke tests of the bench"
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="worker processes (ratelimit: one limit shared through Redis)",
+        )
 
-    def handle(self, *args, name: str, json: bool, quick: bool, **options) -> None:
+    def handle(self, *args, name: str, json: bool, quick: bool, workers: int, **options) -> None:
         known = benchmarks()
         if name not in known:
             raise CommandError(
@@ -45,7 +51,9 @@ class Command(BaseCommand):
             )
         module_name, function_name = known[name].split(":")
         run = getattr(importlib.import_module(module_name), function_name)
-        figures = run({"quick": quick, "stdout": self.stdout})
+        if workers < 1:
+            raise CommandError("--workers must be 1 or more.")
+        figures = run({"quick": quick, "workers": workers, "stdout": self.stdout})
         if json:
             self.stdout.write(_dumps(figures))
         else:
