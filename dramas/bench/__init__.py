@@ -1,7 +1,9 @@
 """The dramas app's benchmarks (run by `manage.py bench NAME`; see studio/bench): the drama
-board's queries and render time as a drama grows, and live progress to 200 open pages."""
+board's queries and render time as a drama grows, live progress to 200 open pages, and takes
+through the whole pipeline against the simulator."""
 
 BENCHMARKS = {
     "page": "dramas.bench.page:page",
     "fanout": "dramas.bench.fanout:fanout",
+    "render": "dramas.bench.render:render",
 }
