@@ -32,12 +32,9 @@ from studio.providers.errors import (
 )
 from studio.providers.frames import reference_frame
 from studio.providers.transport import (
-    HttpProvider,
     Outcome,
-    looks_like_video,
-    request_id_of,
 )
-from studio.providers.video_http import PERMANENT_CODES, VideoConfig
+from studio.providers.video_http import PERMANENT_CODES, RemoteVideo, VideoConfig
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +130,7 @@ class ArkConfig(VideoConfig):
     expires_after_s: int = 0
 
 
-class ArkVideo(HttpProvider):
-    kind = "video"
-
+class ArkVideo(RemoteVideo):
     def __init__(self, config: ArkConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.config: ArkConfig = config
@@ -183,13 +178,6 @@ class ArkVideo(HttpProvider):
             data={"seconds": seconds, "ratio": ratio, "resolution": self.resolution},
         )
 
-    def _check(self, handle: JobHandle) -> None:
-        if handle.provider != self.name:
-            raise BadRequest(
-                f"this handle belongs to {handle.provider!r}, not {self.name!r}",
-                provider=self.name,
-            )
-
     def _body(self, request: VideoRequest, seconds: float) -> dict:
         content: list[dict] = [{"type": "text", "text": request.prompt_text()}]
         references = [m for m in request.cast if m.image is not None or m.image_path]
@@ -219,9 +207,7 @@ class ArkVideo(HttpProvider):
         return body
 
     async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
-        if request.aspect not in self.capabilities.aspects:
-            raise BadRequest(f"aspect {request.aspect} is not offered", provider=self.name)
-        seconds = self.capabilities.fit_duration(request.duration_s)
+        seconds = self._offered(request)
         body = self._body(request, seconds)
         url = self.url("contents/generations/tasks")
 
@@ -231,20 +217,9 @@ class ArkVideo(HttpProvider):
             # read: a gateway in front of Ark, and our simulator, answer a retried POST with the
             # first task. Against Ark itself a retry after a lost answer may start a second
             # task; the pipeline keeps that rare by saving the handle before it polls.
-            response = await self.send(
-                "POST",
-                url,
-                json=body,
-                headers=self.headers(url, idempotency_key=idempotency_key),
+            job_id, _ = await self.post_job(
+                url, idempotency_key=idempotency_key, json=body, what="the task"
             )
-            answer = self.json_of(response)
-            job_id = str(answer.get("id") or "")
-            if not job_id:
-                raise MalformedResponse(
-                    "the task was accepted without an id",
-                    provider=self.name,
-                    request_id=request_id_of(response),
-                )
             return Outcome(
                 self._handle(job_id, seconds=seconds, ratio=body["ratio"]), request_id=job_id
             )
@@ -287,16 +262,7 @@ class ArkVideo(HttpProvider):
                 tokens = self.estimated_usage(
                     float(handle.data.get("seconds") or 0), aspect=handle.data.get("ratio", "9:16")
                 )[0].output_tokens
-            await self.book(
-                operation="video.generate",
-                kind=None,
-                started=None,
-                ok=True,
-                usage=Usage(output_tokens=tokens),
-                units=0,
-                request_id=handle.id,
-                once_per_request=True,
-            )
+            await self.book_generated(handle, usage=Usage(output_tokens=tokens), units=0)
         return status
 
     def _status(self, body: dict, headers) -> JobStatus:
@@ -361,13 +327,7 @@ class ArkVideo(HttpProvider):
                     status=error.status,
                     request_id=handle.id,
                 ) from None
-            if not looks_like_video(data):
-                raise MalformedResponse(
-                    "the downloaded file is not a video",
-                    provider=self.name,
-                    request_id=handle.id,
-                )
-            return Outcome(data, request_id=handle.id)
+            return Outcome(self._video(data, handle), request_id=handle.id)
 
         return await self.call(operation="video.fetch", attempt=attempt)
 

@@ -32,19 +32,16 @@ from studio.providers.base import (
     JobHandle,
     JobState,
     JobStatus,
-    Usage,
     VideoRequest,
     frame_size,
 )
 from studio.providers.errors import BadRequest, MalformedResponse, ProviderError
 from studio.providers.frames import reference_frame
 from studio.providers.transport import (
-    HttpProvider,
     Outcome,
-    looks_like_video,
     request_id_of,
 )
-from studio.providers.video_http import VideoConfig
+from studio.providers.video_http import RemoteVideo, VideoConfig
 
 logger = logging.getLogger(__name__)
 
@@ -231,9 +228,7 @@ def output_file(entry: dict) -> dict | None:
     return found[0] if found else None
 
 
-class ComfyVideo(HttpProvider):
-    kind = "video"
-
+class ComfyVideo(RemoteVideo):
     def __init__(self, config: ComfyConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.config: ComfyConfig = config
@@ -249,9 +244,6 @@ class ComfyVideo(HttpProvider):
             aspects=config.aspects,
             can_cancel=True,
         )
-
-    def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
-        return Usage(), seconds
 
     def workflow_path(self) -> Path:
         if self.config.workflow:
@@ -271,13 +263,6 @@ class ComfyVideo(HttpProvider):
         return JobHandle(
             provider=self.name, id=prompt_id, model=self.model, kind="video", data=data
         )
-
-    def _check(self, handle: JobHandle) -> None:
-        if handle.provider != self.name:
-            raise BadRequest(
-                f"this handle belongs to {handle.provider!r}, not {self.name!r}",
-                provider=self.name,
-            )
 
     def error_from_response(self, response):
         """ComfyUI's 400 for a workflow it refuses carries `node_errors`: name the nodes."""
@@ -300,10 +285,8 @@ class ComfyVideo(HttpProvider):
     # --- submit ------------------------------------------------------------------------------
 
     async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
-        if request.aspect not in self.capabilities.aspects:
-            raise BadRequest(f"aspect {request.aspect} is not offered", provider=self.name)
+        seconds = self._offered(request)
         workflow = load_workflow(self.workflow_path(), provider=self.name)
-        seconds = self.capabilities.fit_duration(request.duration_s)
         frames = self.family.frames(seconds)
         width, height = self.family.size(request.aspect)
         reference = None
@@ -487,15 +470,7 @@ class ComfyVideo(HttpProvider):
 
         status = await self.call(operation="video.poll", attempt=attempt)
         if status.state is JobState.SUCCEEDED:
-            await self.book(
-                operation="video.generate",
-                kind=None,
-                started=None,
-                ok=True,
-                units=float(handle.data.get("seconds") or 0),
-                request_id=handle.id,
-                once_per_request=True,
-            )
+            await self.book_generated(handle)
         return status
 
     def _waiting(self, state: JobState, vendor: str) -> JobStatus:
@@ -556,13 +531,7 @@ class ComfyVideo(HttpProvider):
                 "type": item.get("type") or "output",
             }
             content = await self.download(self.url(f"view?{urlencode(query)}"))
-            if not looks_like_video(content):
-                raise MalformedResponse(
-                    "the downloaded file is not a video",
-                    provider=self.name,
-                    request_id=handle.id,
-                )
-            return Outcome(content, request_id=handle.id)
+            return Outcome(self._video(content, handle), request_id=handle.id)
 
         return await self.call(operation="video.fetch", attempt=attempt)
 

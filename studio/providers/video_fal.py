@@ -28,7 +28,6 @@ from studio.providers.base import (
     JobHandle,
     JobState,
     JobStatus,
-    Usage,
     VideoRequest,
     frame_size,
 )
@@ -44,12 +43,10 @@ from studio.providers.errors import (
 )
 from studio.providers.frames import reference_frame
 from studio.providers.transport import (
-    HttpProvider,
     Outcome,
-    looks_like_video,
     request_id_of,
 )
-from studio.providers.video_http import VideoConfig, failure_retryable
+from studio.providers.video_http import RemoteVideo, VideoConfig, failure_retryable
 
 logger = logging.getLogger(__name__)
 
@@ -223,9 +220,7 @@ class FalConfig(VideoConfig):
     """The video settings; the model id picks the inputs and capabilities from MODELS."""
 
 
-class FalVideo(HttpProvider):
-    kind = "video"
-
+class FalVideo(RemoteVideo):
     def __init__(self, config: FalConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.config: FalConfig = config
@@ -269,17 +264,6 @@ class FalVideo(HttpProvider):
             retry_after_s=parse_retry_after(response.headers, cap_s=self.config.retry_after_cap_s),
             request_id=request_id_of(response),
         )
-
-    def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
-        """What a clip of `seconds` is billed as: no tokens, and the seconds fal renders."""
-        return Usage(), self.capabilities.fit_duration(seconds)
-
-    def _check(self, handle: JobHandle) -> None:
-        if handle.provider != self.name:
-            raise BadRequest(
-                f"this handle belongs to {handle.provider!r}, not {self.name!r}",
-                provider=self.name,
-            )
 
     def _urls(self, handle: JobHandle) -> dict[str, str]:
         """The returned URLs, or the queue's documented paths when an answer lacked them."""
@@ -331,9 +315,7 @@ class FalVideo(HttpProvider):
         return body
 
     async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
-        if request.aspect not in self.capabilities.aspects:
-            raise BadRequest(f"aspect {request.aspect} is not offered", provider=self.name)
-        seconds = self.capabilities.fit_duration(request.duration_s)
+        seconds = self._offered(request)
         body = self._input(request, seconds)
         url = self.url(self.model)
 
@@ -342,20 +324,13 @@ class FalVideo(HttpProvider):
             # queue a second (billed) request. The key is sent anyway, as the simulator and
             # proxies in front of fal dedupe by it, so a retry there returns the first request;
             # against fal itself the saved handle keeps a restarted take from resubmitting.
-            response = await self.send(
-                "POST",
+            request_id, answer = await self.post_job(
                 url,
+                idempotency_key=idempotency_key,
                 json=body,
-                headers=self.headers(url, idempotency_key=idempotency_key),
+                id_field="request_id",
+                what="the request",
             )
-            answer = self.json_of(response)
-            request_id = str(answer.get("request_id") or "")
-            if not request_id:
-                raise MalformedResponse(
-                    "the request was queued without a request_id",
-                    provider=self.name,
-                    request_id=request_id_of(response),
-                )
             data = {
                 "seconds": seconds,
                 "model": self.model,
@@ -399,17 +374,7 @@ class FalVideo(HttpProvider):
         # COMPLETED says the request ran, not that it worked: the result tells.
         status = await self._result_status(handle, status)
         if status.state is JobState.SUCCEEDED:
-            seconds = float(handle.data.get("seconds") or 0)
-            await self.book(
-                operation="video.generate",
-                kind=None,
-                started=None,
-                ok=True,
-                units=seconds,
-                requests=1,  # what a Price with a per-request rate bills
-                request_id=handle.id,
-                once_per_request=True,
-            )
+            await self.book_generated(handle)
         return status
 
     def _status(self, body: dict, headers) -> JobStatus:
@@ -493,13 +458,7 @@ class FalVideo(HttpProvider):
             video_url = _video_url(self.json_of(response), provider=self.name, request_id=handle.id)
             # Usually on fal's file host: headers() sends the key to the queue's host only.
             content = await self.download(video_url)
-            if not looks_like_video(content):
-                raise MalformedResponse(
-                    "the downloaded file is not a video",
-                    provider=self.name,
-                    request_id=handle.id,
-                )
-            return Outcome(content, request_id=handle.id)
+            return Outcome(self._video(content, handle), request_id=handle.id)
 
         return await self.call(operation="video.fetch", attempt=attempt)
 

@@ -73,9 +73,74 @@ def failure_retryable(code: str) -> bool:
     return not any(word in code for word in PERMANENT_CODES)
 
 
-class VideoJobsHTTP(HttpProvider):
-    kind = "video"
+class RemoteVideo(HttpProvider):
+    """What every remote video adapter shares: handles of its own provider only, the aspects
+    it offers, one bill per finished job, downloads that must be videos, and estimates in its
+    billed seconds (adapters billed otherwise override `estimated_usage`)."""
 
+    kind = "video"
+    capabilities: Capabilities
+
+    def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
+        return Usage(), self.capabilities.fit_duration(seconds)
+
+    def _check(self, handle: JobHandle) -> None:
+        if handle.provider != self.name:
+            raise BadRequest(
+                f"this handle belongs to {handle.provider!r}, not {self.name!r}",
+                provider=self.name,
+            )
+
+    def _offered(self, request: VideoRequest) -> float:
+        """The request's duration as the service bills it; refuses an aspect it lacks."""
+        if request.aspect not in self.capabilities.aspects:
+            raise BadRequest(f"aspect {request.aspect} is not offered", provider=self.name)
+        return self.capabilities.fit_duration(request.duration_s)
+
+    async def book_generated(
+        self, handle: JobHandle, *, usage: Usage | None = None, units: float | None = None
+    ) -> None:
+        """Bill the finished job once, however often it is polled: its seconds (the handle's)
+        or tokens, and the request itself for a price billed per request."""
+        await self.book(
+            operation="video.generate",
+            kind=None,
+            started=None,
+            ok=True,
+            usage=usage or Usage(),
+            units=float(handle.data.get("seconds") or 0) if units is None else units,
+            requests=1,
+            request_id=handle.id,
+            once_per_request=True,
+        )
+
+    async def post_job(
+        self, url: str, *, idempotency_key: str, id_field: str = "id", what: str, **body
+    ) -> tuple[str, dict]:
+        """POST a new job (`json=` or `files=`) with its idempotency key; returns the job's id
+        (the answer's `id_field`) and the whole answer. An answer without one is malformed."""
+        response = await self.send(
+            "POST", url, headers=self.headers(url, idempotency_key=idempotency_key), **body
+        )
+        answer = self.json_of(response)
+        job_id = str(answer.get(id_field) or "")
+        if not job_id:
+            raise MalformedResponse(
+                f"{what} was accepted without {'an id' if id_field == 'id' else 'a ' + id_field}",
+                provider=self.name,
+                request_id=request_id_of(response),
+            )
+        return job_id, answer
+
+    def _video(self, content: bytes, handle: JobHandle) -> bytes:
+        if not looks_like_video(content):
+            raise MalformedResponse(
+                "the downloaded file is not a video", provider=self.name, request_id=handle.id
+            )
+        return content
+
+
+class VideoJobsHTTP(RemoteVideo):
     def __init__(self, config: VideoConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.config: VideoConfig = config
@@ -91,9 +156,6 @@ class VideoJobsHTTP(HttpProvider):
             can_cancel=True,
         )
 
-    def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
-        return Usage(), self.capabilities.fit_duration(seconds)
-
     def _handle(self, job_id: str, *, seconds: float, size: str) -> JobHandle:
         return JobHandle(
             provider=self.name,
@@ -103,17 +165,8 @@ class VideoJobsHTTP(HttpProvider):
             data={"seconds": seconds, "size": size},
         )
 
-    def _check(self, handle: JobHandle) -> None:
-        if handle.provider != self.name:
-            raise BadRequest(
-                f"this handle belongs to {handle.provider!r}, not {self.name!r}",
-                provider=self.name,
-            )
-
     async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
-        if request.aspect not in self.capabilities.aspects:
-            raise BadRequest(f"aspect {request.aspect} is not offered", provider=self.name)
-        seconds = self.capabilities.fit_duration(request.duration_s)
+        seconds = self._offered(request)
         width, height = frame_size(request.aspect)
         size = f"{width}x{height}"
         form = {
@@ -134,20 +187,9 @@ class VideoJobsHTTP(HttpProvider):
         url = self.url("videos")
 
         async def attempt() -> Outcome:
-            response = await self.send(
-                "POST",
-                url,
-                files=files,
-                headers=self.headers(url, idempotency_key=idempotency_key),
+            job_id, _ = await self.post_job(
+                url, idempotency_key=idempotency_key, files=files, what="the job"
             )
-            body = self.json_of(response)
-            job_id = str(body.get("id") or "")
-            if not job_id:
-                raise MalformedResponse(
-                    "the job was accepted without an id",
-                    provider=self.name,
-                    request_id=request_id_of(response),
-                )
             return Outcome(self._handle(job_id, seconds=seconds, size=size), request_id=job_id)
 
         # Retrying with the same Idempotency-Key is safe: the vendor returns the first job.
@@ -175,15 +217,7 @@ class VideoJobsHTTP(HttpProvider):
                 vendor_status="missing",
             )
         if status.state is JobState.SUCCEEDED:
-            await self.book(
-                operation="video.generate",
-                kind=None,
-                started=None,
-                ok=True,
-                units=float(handle.data.get("seconds") or 0),
-                request_id=handle.id,
-                once_per_request=True,
-            )
+            await self.book_generated(handle)
         return status
 
     def _status(self, body: dict, headers) -> JobStatus:
@@ -222,14 +256,7 @@ class VideoJobsHTTP(HttpProvider):
         url = self.url(f"videos/{handle.id}/content")
 
         async def attempt() -> Outcome:
-            content = await self.download(url)
-            if not looks_like_video(content):
-                raise MalformedResponse(
-                    "the downloaded file is not a video",
-                    provider=self.name,
-                    request_id=handle.id,
-                )
-            return Outcome(content, request_id=handle.id)
+            return Outcome(self._video(await self.download(url), handle), request_id=handle.id)
 
         return await self.call(operation="video.fetch", attempt=attempt)
 
