@@ -122,3 +122,25 @@ def test_it_runs_in_a_thread_for_sync_callers():
 def test_it_refuses_unknown_scripted_faults():
     with pytest.raises(ValueError):
         Simulator().queue_faults("chat", "gremlins")
+
+
+async def test_with_cache_clips_an_identical_request_reuses_the_rendered_clip(monkeypatch):
+    from studio.providers.sim import jobs
+
+    rendered = []
+    real = jobs._render_clip
+    monkeypatch.setattr(jobs, "_render_clip", lambda *a, **k: rendered.append(1) or real(*a, **k))
+    form = {"model": "m", "prompt": "Rain.", "seconds": "1", "size": "64x64"}
+    async with running_sim(job_s=0.0, cache_clips=True) as sim, httpx.AsyncClient() as client:
+        clips = []
+        for key in ("a", "b"):
+            job = await client.post(
+                f"{sim.url}/v1/videos",
+                files={k: (None, v) for k, v in form.items()},
+                headers={"Idempotency-Key": key},
+            )
+            content = await client.get(f"{sim.url}/v1/videos/{job.json()['id']}/content")
+            clips.append(content.content)
+
+    assert clips[0] == clips[1] and clips[0][4:8] == b"ftyp"
+    assert len(rendered) == 1  # two vendor jobs, one rendering

@@ -63,6 +63,7 @@ async def _measure(count: int) -> dict:
             video_max_side=320,
             retry_after_s=0.5,
             faults={"*": RouteFaults(error_5xx=FAULT_RATE)},
+            cache_clips=True,  # the vendor renders elsewhere: not on the studio's cores
         )
     )
     await sim.start()

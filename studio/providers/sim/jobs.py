@@ -91,14 +91,20 @@ async def _content(sim: SimState, job: dict, *, face: bytes | None) -> bytes:
         if job["content"] is None:
             if job["drift"]:
                 face = Path(sim.config.drift_face or STRANGER).read_bytes()
-            job["content"] = await asyncio.to_thread(
-                _render_clip,
-                sim,
-                seconds=job["seconds"],
-                size=job["size"],
-                face=face,
-                prompt=job.get("prompt", ""),
-            )
+            key = (job["seconds"], job["size"], hash(face), job.get("prompt", ""))
+            if sim.config.cache_clips and key in sim.clips:
+                job["content"] = sim.clips[key]
+            else:
+                job["content"] = await asyncio.to_thread(
+                    _render_clip,
+                    sim,
+                    seconds=job["seconds"],
+                    size=job["size"],
+                    face=face,
+                    prompt=job.get("prompt", ""),
+                )
+                if sim.config.cache_clips:
+                    sim.clips[key] = job["content"]
     return job["content"]
 
 

@@ -79,6 +79,9 @@ class SimConfig:
     drift_face: str = ""  # image path; default: the bundled stranger portrait
     video_max_side: int = 640
     video_fps: int = 12
+    # Reuse the clip of an identical request (same length, size, face, prompt): a benchmark
+    # then measures the studio, not the simulator's own rendering on the same cores.
+    cache_clips: bool = False
     faults: dict[str, RouteFaults] = field(default_factory=dict)  # route or "*" -> rates
 
     def faults_for(self, route: str) -> RouteFaults:
@@ -123,6 +126,7 @@ class SimState:
         self.stats = Stats()
         self.rng = random.Random(self.config.seed)
         self.script: dict[str, deque] = defaultdict(deque)
+        self.clips: dict[tuple, bytes] = {}  # cache_clips: request -> rendered clip
         self.jobs: dict[str, dict] = {}
         self.jobs_by_key: dict[tuple[str, str], str] = {}
         self.seen_prompts: set[str] = set()
@@ -157,6 +161,7 @@ class SimState:
         self.script.clear()
         self.replies.clear()
         self.jobs.clear()
+        self.clips.clear()
         self.jobs_by_key.clear()
         self.seen_prompts.clear()
         self.rng = random.Random(self.config.seed)
