@@ -343,9 +343,9 @@ async def take_render(ctx) -> dict:
         if not getattr(error, "retryable", True) or ctx.attempt >= ctx.max_attempts:
             # Its whole reason (the job's last error is a short line); take_settled covers
             # the ends this handler never sees (reaper, a queued cancel).
-            await run.set(status=TakeStatus.FAILED, error=text[:2000], note="Failed")
             if run.step == "poll" and not run.vendor_ended:
                 await _cancel_remote(run)  # given up while the vendor may still be rendering
+            await run.set(status=TakeStatus.FAILED, error=text[:2000], note="Failed")
         else:
             await run.set(note=f"Attempt {ctx.attempt} failed, retrying: {text[:200]}")
         raise

@@ -80,4 +80,5 @@ async def test_a_render_given_up_while_polling_stops_the_vendor_job(settings):
         vendor_job = sim.jobs[JobHandle.from_json(take.remote_handle).id]
 
     assert take.status == TakeStatus.FAILED
-    assert vendor_job["deleted"]  # not left rendering, and billing, for nobody
+    # Told before the take failed: not left rendering, and billing, for nobody.
+    assert vendor_job["deleted"]
