@@ -148,17 +148,7 @@ async def _ratelimit(url: str, total: int, rate: float, burst: int) -> dict:
             return
         overheads.append(time.perf_counter() - granted[asyncio.current_task()] - LATENCY_MS / 1e3)
 
-    # Warm up outside the measurement: open the pooled connections, load the simulator's code.
-    client = chat.client()
-    await asyncio.gather(
-        *(
-            client.post(
-                f"{url}/v1/chat/completions",
-                json={"messages": [{"role": "user", "content": "warm"}]},
-            )
-            for _ in range(CONCURRENCY)
-        )
-    )
+    client = await _warm_up(chat, url)
     await client.post(f"{url}/_sim/reset")
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(total)))
@@ -207,6 +197,21 @@ async def _ratelimit(url: str, total: int, rate: float, burst: int) -> dict:
         "concurrency": CONCURRENCY,
         "sim_latency_ms": LATENCY_MS,
     }
+
+
+async def _warm_up(chat, url: str):
+    """Open the pooled connections and load the simulator's code, outside the measurement."""
+    client = chat.client()
+    await asyncio.gather(
+        *(
+            client.post(
+                f"{url}/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "warm"}]},
+            )
+            for _ in range(CONCURRENCY)
+        )
+    )
+    return client
 
 
 def ratelimit(options: dict) -> dict:
@@ -327,16 +332,7 @@ async def _worker(config: dict) -> dict:
         except Exception as error:
             failures.append(f"{type(error).__name__}: {error}")
 
-    client = chat.client()
-    await asyncio.gather(
-        *(
-            client.post(
-                f"{url}/v1/chat/completions",
-                json={"messages": [{"role": "user", "content": "warm"}]},
-            )
-            for _ in range(CONCURRENCY)
-        )
-    )
+    await _warm_up(chat, url)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     await asyncio.gather(*(one(i) for i in range(config["requests"])))
