@@ -37,7 +37,7 @@ from studio.jobs.store import database_now
 from studio.media import local_path
 from studio.providers import registry
 from studio.providers.animatic import plan as animatic_plan
-from studio.providers.base import JobHandle, JobState
+from studio.providers.base import JobHandle, JobState, wait_for_news
 from studio.providers.errors import CircuitOpen, JobFailed
 from studio.providers.ledger import usage_scope
 from studio.providers.local_animatic import LocalAnimatic
@@ -197,7 +197,7 @@ class TakeRun:
             left = deadline - time.monotonic()
             if left <= 0:
                 await self.give_up_rendering(handle)
-            await asyncio.sleep(max(0.05, min(status.poll_after_s, left)))
+            await wait_for_news(self.video, handle, max(0.05, min(status.poll_after_s, left)))
 
     async def render_deadline(self) -> float:
         """When polling gives up, on this process's monotonic clock: VIDEO_MAX_RENDER_S after

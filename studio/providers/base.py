@@ -7,6 +7,7 @@ can save one before polling and resume after a restart without paying for a seco
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -242,3 +243,13 @@ class JobProvider(Protocol):
         """What a clip of about `seconds` is billed as, in the vendor's unit: tokens (the
         Usage) and/or seconds (the float); a per-request price bills the request itself."""
         ...
+
+
+async def wait_for_news(provider, handle: JobHandle, seconds: float) -> None:
+    """The pause before the next poll; a provider that pushes news of its jobs (ComfyUI's
+    websocket) cuts it short with its own `wait_for_news`."""
+    wait = getattr(provider, "wait_for_news", None)
+    if wait is None:
+        await asyncio.sleep(seconds)
+    else:
+        await wait(handle, seconds)

@@ -10,18 +10,23 @@ another file.
 `POST /upload/image` for the reference, `POST /prompt` to queue the filled workflow, `GET
 /history/{id}` (empty while queued or running) with `GET /queue` to tell queued from running,
 `GET /view` for the saved file, `POST /interrupt` (running) or `POST /queue {"delete"}` (queued)
-to cancel. ComfyUI reports sampling steps only over its websocket (`/ws`), and no websocket
-client is installed here, so progress is 0 until the prompt is done; `vendor_status` says how
-many prompts are ahead in the queue. Billing: the first poll that sees the prompt succeed books
+to cancel. While a prompt runs, its websocket (`/ws?clientId=`, see comfyui_socket.py) reports
+the node running and its sampler steps, which become the take's progress and spare the HTTP
+looks, and wakes the poller the moment the prompt ends; without the socket, polling over HTTP
+alone works the same, with progress 0 until the end. While queued, `vendor_status` says how
+many prompts are ahead. Billing: the first poll that sees the prompt succeed books
 its seconds once ("video.generate"); a self-hosted server's price is 0 or absent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,7 @@ from studio.providers.base import (
     VideoRequest,
     frame_size,
 )
+from studio.providers.comfyui_socket import PromptProgress, PromptSocket, socket_url
 from studio.providers.errors import BadRequest, MalformedResponse, ProviderError
 from studio.providers.frames import reference_frame
 from studio.providers.transport import (
@@ -244,6 +250,7 @@ class ComfyVideo(RemoteVideo):
             aspects=config.aspects,
             can_cancel=True,
         )
+        self._sockets: dict[str, PromptSocket] = {}  # prompt_id -> its progress socket
 
     def workflow_path(self) -> Path:
         if self.config.workflow:
@@ -311,6 +318,7 @@ class ComfyVideo(RemoteVideo):
             "fps": self.family.fps,
             "size": f"{width}x{height}",
             "client_id": client_id,
+            "nodes": len(workflow.graph),  # for the progress the socket reports
         }
         values = {
             "prompt": request.prompt_text(),
@@ -333,6 +341,7 @@ class ComfyVideo(RemoteVideo):
                 values["image"] = await self._upload(reference, f"studio-{prompt_id}.jpg")
             elif "image" in workflow.placeholders:
                 graph = without_image(graph)
+            data["nodes"] = len(graph)
             body = {
                 "prompt": fill(graph, values),
                 "client_id": client_id,
@@ -444,6 +453,13 @@ class ComfyVideo(RemoteVideo):
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         self._check(handle)
+        socket = self._socket(handle)
+        if socket is not None and socket.trusted():
+            socket.read_changes = socket.changes
+            if not socket.progress.started:
+                return self._waiting(JobState.QUEUED, socket.vendor_status or "queued")
+            return self._running(socket.progress)
+        live_before = socket is not None and socket.live
 
         async def attempt() -> Outcome:
             entry = await self._history(handle.id)
@@ -469,9 +485,61 @@ class ComfyVideo(RemoteVideo):
             return Outcome(status, request_id=handle.id)
 
         status = await self.call(operation="video.poll", attempt=attempt)
+        if socket is not None:
+            socket.checked(live_before=live_before, vendor_status=status.vendor_status)
+            if status.state is JobState.RUNNING and socket.progress.started:
+                status = self._running(socket.progress)
+        if status.state.finished:
+            await self._close_socket(handle.id)
         if status.state is JobState.SUCCEEDED:
             await self.book_generated(handle)
         return status
+
+    async def wait_for_news(self, handle: JobHandle, seconds: float) -> None:
+        """The pause before the next poll, cut short when the socket says the prompt started
+        or ended."""
+        socket = self._sockets.get(handle.id)
+        if socket is None or not socket.usable():
+            await asyncio.sleep(seconds)
+        else:
+            await socket.wait_for_news(seconds)
+
+    def _socket(self, handle: JobHandle) -> PromptSocket | None:
+        """This prompt's progress socket, opened on its first poll (in this process)."""
+        client_id = str(handle.data.get("client_id") or "")
+        if not client_id:
+            return None
+        for prompt_id, idle in list(self._sockets.items()):
+            gone = idle.task is None or idle.task.done()
+            if not idle.usable() or (
+                gone and time.monotonic() - idle.used_at > 2 * self.config.poll_s + 60
+            ):
+                self._sockets.pop(prompt_id)
+        socket = self._sockets.get(handle.id)
+        if socket is not None:
+            socket.touch()
+            return socket
+        progress = PromptProgress(handle.id, nodes_total=int(handle.data.get("nodes") or 0))
+        url = socket_url(self.config.base_url, client_id)
+        socket = PromptSocket(url, progress, self.headers(self.config.base_url))
+        self._sockets[handle.id] = socket
+        return socket
+
+    async def _close_socket(self, prompt_id: str) -> None:
+        socket = self._sockets.pop(prompt_id, None)
+        if socket is not None and socket.usable():
+            await socket.close()
+
+    async def aclose(self) -> None:
+        for prompt_id in list(self._sockets):
+            await self._close_socket(prompt_id)
+        await super().aclose()
+
+    def _running(self, progress: PromptProgress) -> JobStatus:
+        return dataclasses.replace(
+            self._waiting(JobState.RUNNING, progress.vendor_status()),
+            progress=progress.fraction(),
+        )
 
     def _waiting(self, state: JobState, vendor: str) -> JobStatus:
         return JobStatus(state=state, poll_after_s=self.config.poll_s, vendor_status=vendor)
@@ -541,6 +609,7 @@ class ComfyVideo(RemoteVideo):
         async def attempt() -> Outcome:
             return Outcome(await self._stop(handle.id), request_id=handle.id)
 
+        await self._close_socket(handle.id)
         try:
             return await self.call(operation="video.cancel", attempt=attempt)
         except ProviderError as error:

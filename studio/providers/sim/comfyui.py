@@ -9,10 +9,18 @@ keeps no idempotency keys and takes the client's prompt_id. One executor runs th
 order, `job_s` per prompt; `GET /queue`, `GET /history[/{id}]`, `POST /queue {"delete"}`, `POST
 /interrupt` and `GET /view` (a real MP4 of the uploaded reference's face) follow it. Faults
 "fail" and "reject" on the prompt make its execution fail (out of memory; an invalid input).
+
+`GET /ws?clientId=` is ComfyUI's websocket: `status` on connect, then for each prompt queued
+with that client_id, as it runs, `execution_start`, `execution_cached`, `progress_state` and
+`executing` per node, `progress` per sampler step, and `executed` + `execution_success` (or
+`execution_error`, `execution_interrupted`) and `executing` with node null at the end, in the
+shapes a real ComfyUI sent (../shared/research/comfyui_api.md). The fault "cut_stream" drops
+the socket after its first prompt event, as a proxy or a restart would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -20,6 +28,7 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 
+from studio.providers.sim import websocket
 from studio.providers.sim.http import Request, Response
 from studio.providers.sim.jobs import _content, _new_job
 from studio.providers.sim.state import SimState
@@ -57,6 +66,8 @@ NUMBER_INPUTS = frozenset(
     {"seed", "noise_seed", "width", "height", "length", "fps", "frame_rate", "steps", "batch_size"}
 )
 PLACEHOLDER = re.compile(r"\{\{\s*\w+\s*\}\}")
+MAX_STEP_EVENTS = 30  # a sampler's `progress` events, whatever its step count
+SOCKET_TICK_S = 0.025
 
 
 @dataclass
@@ -66,6 +77,7 @@ class Comfy:
     stats: object  # the SimState.stats this belongs to: a reset replaces it, and so this
     uploads: dict[str, bytes] = field(default_factory=dict)
     prompts: dict[str, dict] = field(default_factory=dict)
+    by_client: dict[str, list] = field(default_factory=dict)  # client_id -> its prompts
     number: int = 0
     free_at: float = 0.0  # when the executor finished its last prompt
 
@@ -223,45 +235,151 @@ def _saved(job: dict) -> dict:
     return outputs
 
 
-def _history_entry(job: dict) -> dict:
+def _end_event(job: dict) -> tuple[str, dict]:
+    """How a finished prompt ended, as the message its history and its socket both carry."""
     prompt_id = job["prompt_id"]
-    started = ["execution_start", {"prompt_id": prompt_id, "timestamp": 0}]
     if job["result"] == "success":
-        status = {
-            "status_str": "success",
-            "completed": True,
-            "messages": [started, ["execution_success", {"prompt_id": prompt_id}]],
-        }
-        outputs = _saved(job)
-    elif job["result"] == "interrupted":
-        event = {"prompt_id": prompt_id, "node_id": job["sampler"], "executed": []}
-        event["node_type"] = job["graph"].get(job["sampler"], {}).get("class_type", "")
-        status = {
-            "status_str": "error",
-            "completed": False,
-            "messages": [started, ["execution_interrupted", event]],
-        }
-        outputs = {}
-    else:
-        oom = job["outcome"] == "fail"
-        event = {
-            "prompt_id": prompt_id,
-            "node_id": job["sampler"],
-            "node_type": job["graph"].get(job["sampler"], {}).get("class_type", ""),
-            "exception_type": "torch.OutOfMemoryError" if oom else "ValueError",
-            "exception_message": "Allocation on device (simulated)"
-            if oom
-            else "simulated invalid input for this model",
-            "traceback": [],
-            "executed": [],
-        }
-        status = {
-            "status_str": "error",
-            "completed": False,
-            "messages": [started, ["execution_error", event]],
-        }
-        outputs = {}
+        return "execution_success", {"prompt_id": prompt_id, "timestamp": 0}
+    node = {
+        "prompt_id": prompt_id,
+        "node_id": job["sampler"],
+        "node_type": job["graph"].get(job["sampler"], {}).get("class_type", ""),
+        "executed": [],
+    }
+    if job["result"] == "interrupted":
+        return "execution_interrupted", node
+    oom = job["outcome"] == "fail"
+    return "execution_error", {
+        **node,
+        "exception_type": "torch.OutOfMemoryError" if oom else "ValueError",
+        "exception_message": "Allocation on device (simulated)"
+        if oom
+        else "simulated invalid input for this model",
+        "traceback": [],
+    }
+
+
+def _history_entry(job: dict) -> dict:
+    started = ["execution_start", {"prompt_id": job["prompt_id"], "timestamp": 0}]
+    success = job["result"] == "success"
+    status = {
+        "status_str": "success" if success else "error",
+        "completed": success,
+        "messages": [started, list(_end_event(job))],
+    }
+    outputs = _saved(job) if success else {}
     return {"prompt": _item(job), "outputs": outputs, "status": status, "meta": {}}
+
+
+def _order(graph: dict) -> list[str]:
+    """The nodes in an order ComfyUI could run them: each after the nodes it reads from."""
+    done: list[str] = []
+
+    def visit(node_id: str, depth: int = 0) -> None:
+        if node_id in done or node_id not in graph or depth > len(graph):
+            return
+        for value in graph[node_id]["inputs"].values():
+            if isinstance(value, list) and value:
+                visit(str(value[0]), depth + 1)
+        if node_id not in done:
+            done.append(node_id)
+
+    for node_id in graph:
+        visit(node_id)
+    return done
+
+
+def _timeline(sim: SimState, server: Comfy, job: dict) -> list[tuple[float, dict]]:
+    """The socket events of a started prompt, each with the monotonic time it is due: the
+    nodes before the sampler in the first tenth of job_s, its steps until nine tenths, the
+    rest after, the end when the executor finished it (events due later are never sent)."""
+    start, span = job["started"], sim.config.job_s
+    prompt_id = job["prompt_id"]
+    order = _order(job["graph"])
+    sampler = job["sampler"] if job["sampler"] in order else order[0]
+    before = order[: order.index(sampler)]
+    after = order[order.index(sampler) + 1 :]
+    steps = job["graph"][sampler]["inputs"].get("steps")
+    steps = min(int(steps), MAX_STEP_EVENTS) if _is_number(steps) and steps >= 1 else 20
+
+    def node(at: float, node_id: str, value: int = 0, top: int = 1) -> list:
+        state = {
+            "value": value,
+            "max": top,
+            "state": "running",
+            "node_id": node_id,
+            "prompt_id": prompt_id,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+        }
+        events = [
+            (
+                at,
+                {
+                    "type": "progress_state",
+                    "data": {"prompt_id": prompt_id, "nodes": {node_id: state}},
+                },
+            )
+        ]
+        if value == 0:
+            events.append(
+                (
+                    at,
+                    {
+                        "type": "executing",
+                        "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id},
+                    },
+                )
+            )
+        return events
+
+    events = [
+        (start, {"type": "execution_start", "data": {"prompt_id": prompt_id, "timestamp": 0}}),
+        (
+            start,
+            {
+                "type": "execution_cached",
+                "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0},
+            },
+        ),
+    ]
+    for n, node_id in enumerate(before):
+        events += node(start + 0.1 * span * n / max(len(before), 1), node_id)
+    events += node(start + 0.1 * span, sampler, 0, steps)
+    for step in range(1, steps + 1):
+        at = start + span * (0.1 + 0.8 * step / steps)
+        data = {"value": step, "max": steps, "prompt_id": prompt_id, "node": sampler}
+        events.append((at, {"type": "progress", "data": data}))
+        events += node(at, sampler, step, steps)[:1]
+    for n, node_id in enumerate(after):
+        events += node(start + span * (0.9 + 0.1 * n / max(len(after), 1)), node_id)
+    end = job["finished"]
+    if end is None:
+        return events
+    events = [(at, event) for at, event in events if at < end]
+    name, data = _end_event(job)
+    if name == "execution_success":
+        for node_id, output in _saved(job).items():
+            executed = {
+                "node": node_id,
+                "display_node": node_id,
+                "output": output,
+                "prompt_id": prompt_id,
+            }
+            events.append((end, {"type": "executed", "data": executed}))
+    events.append((end, {"type": name, "data": data}))
+    events.append((end, _status_event(server)))
+    events.append((end, {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}))
+    return events
+
+
+def _status_event(server: Comfy, sid: str | None = None) -> dict:
+    waiting = sum(
+        1 for job in server.prompts.values() if job["finished"] is None and not job["deleted"]
+    )
+    data = {"status": {"exec_info": {"queue_remaining": waiting}}}
+    return {"type": "status", "data": {**data, "sid": sid} if sid else data}
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -352,6 +470,7 @@ async def prompt(sim: SimState, request: Request, fault: str) -> Response:
     )
     _advance(sim, server)
     server.prompts[prompt_id] = job  # like ComfyUI, a prompt_id sent twice is queued twice
+    server.by_client.setdefault(job["client_id"], []).append(job)
     answer = {"prompt_id": prompt_id, "number": job["number"], "node_errors": node_errors}
     return Response.of_json(answer)
 
@@ -440,6 +559,40 @@ async def view(sim: SimState, request: Request, fault: str) -> Response:
     return Response(404, b"", {"content-type": "text/plain"})
 
 
+async def socket(sim: SimState, request: Request, fault: str) -> Response:
+    if not websocket.is_upgrade(request):
+        return Response(400, b"Expected a websocket upgrade", {"content-type": "text/plain"})
+    server = _comfy(sim)
+    client_id = request.query.get("clientId") or uuid.uuid4().hex
+
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sent: dict[str, int] = {}  # prompt_id -> how many of its timeline's events went out
+        client = asyncio.create_task(websocket.serve_client_frames(reader, writer))
+        try:
+            await websocket.send_text(writer, json.dumps(_status_event(server, client_id)))
+            while not client.done():
+                _advance(sim, server)
+                now = time.monotonic()
+                for job in server.by_client.get(client_id, []):
+                    if job["started"] is None or job["deleted"]:
+                        continue
+                    due = [event for at, event in _timeline(sim, server, job) if at <= now]
+                    for event in due[sent.get(job["prompt_id"], 0) :]:
+                        await websocket.send_text(writer, json.dumps(event))
+                        if fault == "cut_stream" and event["type"] != "status":
+                            writer.transport.abort()
+                            return
+                    sent[job["prompt_id"]] = len(due)
+                await asyncio.wait({client}, timeout=SOCKET_TICK_S)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            client.cancel()
+            await asyncio.gather(client, return_exceptions=True)
+
+    return Response(101, upgrade=stream)
+
+
 # (method, path pattern below the /comfyui prefix, route name, handler)
 ROUTES: list = [
     ("POST", r"/upload/image", "comfyui_upload", upload_image),
@@ -450,4 +603,5 @@ ROUTES: list = [
     ("GET", r"/history", "comfyui_history_list", history_list),
     ("GET", r"/history/(?P<prompt_id>[\w-]+)", "comfyui_history", history_get),
     ("GET", r"/view", "comfyui_view", view),
+    ("GET", r"/ws", "comfyui_ws", socket),
 ]

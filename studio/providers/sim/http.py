@@ -52,6 +52,8 @@ class Response:
     headers: dict = field(default_factory=dict)
     stream: object = None  # async iterator of bytes (sent chunked), for SSE
     abort: bool = False  # close the connection without answering
+    # A websocket: after the 101 handshake, `upgrade(reader, writer)` owns the connection.
+    upgrade: object = None
 
     @classmethod
     def of_json(cls, data, status: int = 200, **headers) -> Response:

@@ -22,7 +22,7 @@ import math
 import threading
 import time
 
-from studio.providers.sim import routes
+from studio.providers.sim import routes, websocket
 from studio.providers.sim.http import (
     Request,
     Response,
@@ -75,6 +75,11 @@ class Simulator(SimState):
                 if response.abort:
                     writer.transport.abort()
                     return
+                if response.upgrade is not None:
+                    writer.write(websocket.handshake(request))
+                    await writer.drain()
+                    await response.upgrade(reader, writer)
+                    return
                 keep = await write_response(writer, response)
                 if not keep or request.headers.get("connection", "").lower() == "close":
                     break
@@ -116,7 +121,8 @@ class Simulator(SimState):
         )
         await self._latency()
         response = denied or await self._fault_response(fault, request, name, match, handler)
-        self.stats.statuses[name][str(response.status if not response.abort else "dropped")] += 1
+        status = "dropped" if response.abort else "101" if response.upgrade else response.status
+        self.stats.statuses[name][str(status)] += 1
         return response
 
     async def _fault_response(self, fault, request, name, match, handler) -> Response:
