@@ -45,6 +45,9 @@ from studio.providers.local_animatic import LocalAnimatic
 log = logging.getLogger(__name__)
 
 STEPS = ("prompt", "preflight", "submit", "poll", "download", "lipsync", "frames", "score")
+# Quick, free and safe to repeat: a worker that dies after them runs them again rather than
+# the job writing a checkpoint for each (two writes less per take).
+UNCHECKPOINTED = frozenset({"prompt", "preflight"})
 # Share of the progress bar each stage ends at.
 PROGRESS = {"submit": 0.05, "poll": 0.65, "download": 0.7, "lipsync": 0.72, "frames": 0.8}
 LIPSYNC_OFF = "Skipped: no lip-sync provider is configured (set LIPSYNC_BASE_URL)."
@@ -72,7 +75,7 @@ class TakeRun:
         self.submitted_at: str | None = checkpoint.get("submitted_at")
 
     async def set(self, **fields) -> None:
-        await _db(take_set)(take_id=self.take_id, **fields)
+        await _db(take_set)(take_id=self.take_id, drama_id=self.info.drama_id, **fields)
 
     async def progress(self, fraction: float, note: str) -> None:
         await self.ctx.progress(fraction, note=note)
@@ -92,6 +95,8 @@ class TakeRun:
                     raise Release()  # resume from this checkpoint on the next worker
                 self.step = STEPS[index]
                 await getattr(self, STEPS[index])()
+                if STEPS[index] in UNCHECKPOINTED:
+                    continue
                 following = STEPS[index + 1] if index + 1 < len(STEPS) else "done"
                 await self.ctx.save_checkpoint(self.checkpoint_at(following))
         return await self.finish()

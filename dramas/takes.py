@@ -399,15 +399,18 @@ def take_settled(job: Job, settled: Settled) -> None:
         )
 
 
-def take_set(*, take_id: int, **fields) -> None:
-    """Update a take from the pipeline and tell the browsers (after commit)."""
+def take_set(*, take_id: int, drama_id: int | None = None, **fields) -> None:
+    """Update a take from the pipeline and tell the browsers (after commit). A caller that
+    knows the take's drama passes it: a take never changes drama, and the pipeline sets a
+    take a dozen times per render."""
     if fields.get("status") in TAKE_FINISHED:
         fields.setdefault("finished_at", timezone.now())
     with transaction.atomic():
         Take.objects.filter(id=take_id).update(**fields, updated_at=timezone.now())
-        drama_id = (
-            Take.objects.filter(id=take_id).values_list("scene__chapter__drama_id", flat=True)
-        ).first()
+        if drama_id is None:
+            drama_id = (
+                Take.objects.filter(id=take_id).values_list("scene__chapter__drama_id", flat=True)
+            ).first()
         events.publish(drama_id=drama_id, type=CHANGED, ids=[take_id])
 
 

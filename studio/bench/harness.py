@@ -12,7 +12,9 @@ is counted with a connection wrapper: benchmarks are product code and use no tes
 import contextlib
 import importlib
 import io
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,47 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+def children_cpu_s() -> dict[int, float]:
+    """CPU seconds (user + system) so far of each live child process of this one (the process
+    pool's workers), from /proc; empty where there is no /proc."""
+    found = {}
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[1]) == os.getpid():
+                found[int(name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+@dataclass
+class CpuSplit:
+    """Where the CPU time of a block went: this process (every thread) and its children."""
+
+    wall_s: float = 0.0
+    main_s: float = 0.0
+    children_s: float = 0.0
+
+
+@contextlib.contextmanager
+def cpu_split():
+    split = CpuSplit()
+    wall, main, children = time.perf_counter(), time.process_time(), children_cpu_s()
+    try:
+        yield split
+    finally:
+        after = children_cpu_s()
+        split.wall_s = time.perf_counter() - wall
+        split.main_s = time.process_time() - main
+        split.children_s = sum(after[pid] - children.get(pid, 0.0) for pid in after)
 
 
 class QueryCount:

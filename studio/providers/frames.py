@@ -8,9 +8,12 @@ none, the crop centres on the upper middle of the picture, where a portrait's fa
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import math
 import os
+import threading
+from collections import OrderedDict
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
@@ -46,9 +49,18 @@ def font(size: int, *, bold: bool = False) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+# Reference frames already made: a chapter sends the same portraits with scene after scene.
+REFERENCE_FRAMES_KEPT = 64
+_reference_frames: OrderedDict[tuple, bytes] = OrderedDict()
+_reference_frames_lock = threading.Lock()
+
+
 def load_image(member: CastMember) -> Image.Image | None:
     """The member's reference as upright RGB, or None when it has none or it is unreadable."""
-    data = member.image_bytes()
+    return decode_image(member.image_bytes())
+
+
+def decode_image(data: bytes | None) -> Image.Image | None:
     if not data:
         return None
     try:
@@ -107,13 +119,26 @@ def face_crop(
 
 def reference_frame(member: CastMember, size: tuple[int, int], *, quality: int = 90) -> bytes:
     """The member's reference as a JPEG of exactly `size`, face-centred (video APIs want the
-    reference at the output resolution)."""
-    image = load_image(member)
+    reference at the output resolution). The same portrait at the same size is made once: the
+    crop is deterministic, and decoding and resizing a photo is most of a submit's work."""
+    data = member.image_bytes()
+    digest = hashlib.blake2b(data, digest_size=16).digest() if data else None
+    key = (digest, tuple(size), member.face_box, quality)
+    with _reference_frames_lock:
+        if key in _reference_frames:
+            _reference_frames.move_to_end(key)
+            return _reference_frames[key]
+    image = decode_image(data)
     if image is None:
         raise ValueError(f"{member.name}: the reference image is missing or unreadable")
     out = io.BytesIO()
     face_crop(image, size, box=member.face_box).save(out, format="JPEG", quality=quality)
-    return out.getvalue()
+    frame = out.getvalue()
+    with _reference_frames_lock:
+        _reference_frames[key] = frame
+        while len(_reference_frames) > REFERENCE_FRAMES_KEPT:
+            _reference_frames.popitem(last=False)
+    return frame
 
 
 def tint(image: Image.Image, time_of_day: str) -> Image.Image:

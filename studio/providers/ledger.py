@@ -147,12 +147,19 @@ def record_usage(entry: UsageEntry):
     )
     if once and UsageRecord.objects.filter(once_per_request=True, **key).exists():
         return None  # billed when it was first seen finished
-    price = price_at(provider=entry.provider, model=entry.model, kind=entry.kind, when=now.date())
-    cost = (
-        cost_usd(price=price, usage=entry.usage, units=units, requests=entry.requests)
-        if price
-        else None
-    )
+    billable = units or entry.requests or entry.usage.input_tokens or entry.usage.output_tokens
+    if billable:
+        price = price_at(
+            provider=entry.provider, model=entry.model, kind=entry.kind, when=now.date()
+        )
+        cost = (
+            cost_usd(price=price, usage=entry.usage, units=units, requests=entry.requests)
+            if price
+            else None
+        )
+    else:
+        # A poll, a status check, a failed try: nothing a vendor bills, whatever its prices.
+        price, cost = None, Decimal(0)
     if cost is None:
         logger.warning(
             "No usable %s price for %s/%s on %s: cost recorded as unknown. "

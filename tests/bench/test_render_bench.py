@@ -6,10 +6,13 @@ from io import StringIO
 from django.core.management import call_command
 
 
-def test_it_renders_every_take_once_and_reports_the_bound_and_the_seed_baseline():
+def test_it_renders_every_take_once_and_reports_the_bound_and_the_seed_baseline(
+    django_db_setup, django_db_blocker
+):
     out = StringIO()
 
-    call_command("bench", "render", "--quick", "--json", stdout=out)
+    with django_db_blocker.unblock():  # the bench makes and drops its own scratch database
+        call_command("bench", "render", "--quick", "--json", stdout=out)
 
     figures = json.loads(out.getvalue().strip().splitlines()[-1])
     assert figures["takes"] == 20 and figures["lost"] == 0
@@ -17,3 +20,5 @@ def test_it_renders_every_take_once_and_reports_the_bound_and_the_seed_baseline(
     assert figures["takes_per_s"] > 0 and figures["baseline_takes_per_s"] > 0
     assert figures["bound_by"] in ("rate", "concurrency", "scoring")
     assert 0 < figures["ratio"] <= 1.2
+    assert figures["pool_cpu_ms_per_take"] > 0 and figures["main_cpu_ms_per_take"] > 0
+    assert 0 < figures["cpu_ceiling_ratio"] < 1

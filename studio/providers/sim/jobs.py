@@ -91,7 +91,9 @@ async def _content(sim: SimState, job: dict, *, face: bytes | None) -> bytes:
         if job["content"] is None:
             if job["drift"]:
                 face = Path(sim.config.drift_face or STRANGER).read_bytes()
-            key = (job["seconds"], job["size"], hash(face), job.get("prompt", ""))
+            # The clip shows the face, not the prompt (no title card, no overlays): jobs that
+            # differ only in their prompt share one rendering.
+            key = (job["seconds"], job["size"], hash(face))
             if sim.config.cache_clips and key in sim.clips:
                 job["content"] = sim.clips[key]
             else:
