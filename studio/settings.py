@@ -297,6 +297,14 @@ PROVIDER_VIDEO["max_reference_images"] = int(os.environ.get("VIDEO_MAX_REFERENCE
 PROVIDER_VIDEO["poll_s"] = float(os.environ.get("VIDEO_POLL_S", 5))
 # ComfyUI: the workflow (API format JSON) with the studio's placeholders; see the README.
 PROVIDER_VIDEO["workflow"] = os.environ.get("VIDEO_WORKFLOW", "").strip()
+# Ark: the output resolution (480p, 720p, 1080p: the price per second follows its pixels) and
+# whether a model that can (Seedance 2.0) renders the soundtrack with the picture.
+PROVIDER_VIDEO["resolution"] = os.environ.get("VIDEO_RESOLUTION", "720p").strip().lower()
+PROVIDER_VIDEO["generate_audio"] = env_bool("VIDEO_GENERATE_AUDIO", True)
+if PROVIDER_VIDEO["resolution"] not in ("480p", "720p", "1080p"):
+    raise ImproperlyConfigured(
+        f"VIDEO_RESOLUTION must be 480p, 720p or 1080p, not {PROVIDER_VIDEO['resolution']!r}."
+    )
 # A vendor render not finished this long after it was first submitted is cancelled at the
 # vendor and its take fails, saying so.
 VIDEO_MAX_RENDER_S = float(os.environ.get("VIDEO_MAX_RENDER_S", 1800))

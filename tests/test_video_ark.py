@@ -5,6 +5,9 @@ rendered through the pipeline and priced per token."""
 import asyncio
 import base64
 import io
+import os
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -324,3 +327,49 @@ async def test_a_take_renders_through_ark_and_costs_its_tokens(settings):
     [record] = [r async for r in UsageRecord.objects.filter(operation="video.generate")]
     assert record.output_tokens == tokens and record.take_id == take.id
     assert take.cost_usd == Decimal(tokens) * Decimal("2.8") / 1_000_000
+
+
+async def test_the_resolution_and_sound_settings_reach_arks_body(sim, settings):
+    settings.PROVIDER_VIDEO = {
+        **settings.PROVIDER_VIDEO,
+        "api": "ark",
+        "base_url": f"{sim.url}/ark",
+        "model": "seedance-1-0-pro-250528",
+        "provider": "byteplus",
+        "api_key": API_KEY,
+        "resolution": "1080p",
+        "generate_audio": False,
+        "durations_s": [],
+        "max_reference_images": 0,
+    }
+    registry.forget()
+    try:
+        pro = registry.video()
+        handle = await pro.submit(scene(), "take-1080")
+        body = sim.jobs[handle.id]["body"]
+        assert body["resolution"] == "1080p" and handle.data["resolution"] == "1080p"
+        settings.PROVIDER_VIDEO = {
+            **settings.PROVIDER_VIDEO,
+            "model": MODEL,
+            "resolution": "480p",
+        }
+        registry.forget()
+        quiet = registry.video()
+        assert not quiet.capabilities.native_audio  # the producer turned Seedance's sound off
+        body = sim.jobs[(await quiet.submit(scene(), "take-480")).id]["body"]
+        assert body["resolution"] == "480p" and body["generate_audio"] is False
+    finally:
+        registry.forget()
+
+
+def test_an_unknown_resolution_is_refused_at_start():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**os.environ, "VIDEO_RESOLUTION": "4k"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "VIDEO_RESOLUTION must be 480p, 720p or 1080p" in (
+        result.stderr
+    )

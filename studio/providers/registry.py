@@ -127,9 +127,13 @@ def video() -> JobProvider:
     def build() -> JobProvider:
         module = importlib.import_module(module_name)
         config_class = getattr(module, config_name)
-        extra = (
-            {"workflow": config.get("workflow", "")} if "workflow" in _fields(config_class) else {}
-        )
+        # The settings only one wire format reads (ComfyUI's workflow, Ark's resolution).
+        own = {"workflow": "", "resolution": "720p", "generate_audio": True}
+        extra = {
+            name: config.get(name, default)
+            for name, default in own.items()
+            if name in _fields(config_class)
+        }
         return getattr(module, adapter_name)(
             config_class(
                 **_http_fields(config, name),

@@ -156,6 +156,14 @@ class ArkVideo(RemoteVideo):
             if config.resolution in self.family.resolutions
             else self.family.resolutions[-1]
         )
+        if self.resolution != config.resolution:
+            logger.warning(
+                "%s renders %s, not %s: VIDEO_RESOLUTION is used as %s",
+                config.model,
+                "/".join(self.family.resolutions),
+                config.resolution,
+                self.resolution,
+            )
 
     def frame_size(self, aspect: str) -> tuple[int, int]:
         return FRAME_SIZES[self.resolution].get(aspect, FRAME_SIZES[self.resolution]["9:16"])
