@@ -264,23 +264,25 @@ class TakeRun:
             return
         threshold = self.info.threshold
         title_end_s = await self.title_card_end_s()
-        done = 0
+        low = PROGRESS["frames"]
+        scores: dict[int, dict] = {}
 
         async def one(frame_id: int, path: str, time_s: float) -> None:
-            nonlocal done
             if time_s < title_end_s:
-                scores = {"skipped": TITLE_CARD, "characters": [], "face_count": 0}
+                scores[frame_id] = {"skipped": TITLE_CARD, "characters": [], "face_count": 0}
             else:
                 result = await self.ctx.run_cpu(score_frame, path, profiles, threshold)
-                scores = result.to_dict()
-            await _db(db.save_frame_score)(frame_id=frame_id, scores=scores)
-            done += 1
-            low = PROGRESS["frames"]
-            await self.progress(
-                low + (0.99 - low) * done / len(rows), f"Scored {done} of {len(rows)} frames"
+                scores[frame_id] = result.to_dict()
+            done = len(scores)
+            # The job's progress (throttled by the engine) follows every frame; the frames'
+            # rows are written together once all are scored (a resumed attempt scores again).
+            await self.ctx.progress(
+                low + (0.99 - low) * done / len(rows), note=f"Scored {done} of {len(rows)} frames"
             )
 
         await asyncio.gather(*(one(*row) for row in rows))
+        await _db(db.save_frame_scores)(scores=scores)
+        await self.progress(0.99, f"Scored {len(rows)} frames")
 
     async def title_card_end_s(self) -> float:
         """Where the offline animatic's title card ends (0 for other providers): the card

@@ -150,7 +150,8 @@ def video_path(*, take_id: int) -> str:
 
 
 def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, str]]:
-    """Frame rows for the sampled JPEGs (replacing any from an interrupted attempt)."""
+    """Frame rows for the sampled JPEGs (replacing any from an interrupted attempt), written
+    in one insert."""
     take = _take(take_id)
     with transaction.atomic():
         # Their images go once this commits (dramas.signals).
@@ -166,10 +167,11 @@ def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, 
             )
             with open(sampled.path, "rb") as handle:
                 frame.image.save(f"{sampled.index:03d}.jpg", ContentFile(handle.read()), save=False)
-            frame.save()
-            rows.append((frame.id, local_path(frame.image)))
+            rows.append(frame)
+        Frame.objects.bulk_create(rows)
+        for sampled in frames:
             os.remove(sampled.path)
-    return rows
+    return [(frame.id, local_path(frame.image)) for frame in rows]
 
 
 def profiles(*, take_id: int) -> tuple[list[CharacterProfile], list[str]]:
@@ -182,9 +184,14 @@ def profiles(*, take_id: int) -> tuple[list[CharacterProfile], list[str]]:
     return found, missing
 
 
-def save_frame_score(*, frame_id: int, scores: dict) -> None:
-    verdict, score = frame_judgement(scores["characters"])
-    Frame.objects.filter(id=frame_id).update(scores=scores, verdict=str(verdict), score=score)
+def save_frame_scores(*, scores: dict[int, dict]) -> None:
+    """Each frame's scores and judgement, in one update."""
+    frames = list(Frame.objects.filter(id__in=scores))
+    for frame in frames:
+        frame.scores = scores[frame.id]
+        verdict, frame.score = frame_judgement(frame.scores["characters"])
+        frame.verdict = str(verdict)
+    Frame.objects.bulk_update(frames, ["scores", "verdict", "score"])
 
 
 def take_verdict(*, take_id: int, expected: list[str], unprofiled: list[str]) -> dict:

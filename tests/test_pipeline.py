@@ -166,7 +166,7 @@ def test_frames_are_stored_with_the_verdict_and_score_of_the_one_rule():
         ],
     }
 
-    pipeline_db.save_frame_score(frame_id=frame.id, scores=partial)
+    pipeline_db.save_frame_scores(scores={frame.id: partial})
 
     frame = Frame.objects.get(id=frame.id)
     assert (frame.verdict, frame.score) == (Verdict.NONE, 91.0)  # Ada out of view: not judged
