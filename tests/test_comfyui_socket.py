@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect
 from studio.providers import comfyui_socket
 from studio.providers.base import JobState, wait_for_news
 from studio.providers.comfyui_socket import PromptProgress, socket_url
+from studio.providers.video_comfyui import executed_nodes
 from studio.providers.video_http import wait_for
 from tests.providers_support import running_sim
 from tests.test_video_comfyui import comfy_for, scene
@@ -133,3 +134,14 @@ async def test_a_silent_socket_is_checked_over_http_again(sim, monkeypatch):
     job["deleted"] = True  # as someone clearing the queue in ComfyUI's own page
     status = await poll_until(video, handle, lambda s: s.state.finished, timeout_s=3)
     assert status.state is JobState.FAILED and status.vendor_status == "missing"
+
+
+def test_progress_counts_only_the_nodes_comfyui_will_run():
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+        "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 16}},
+        "3": {"class_type": "SaveVideo", "inputs": {"video": ["2", 0]}},
+        "4": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a note"}},
+    }
+    assert executed_nodes(graph) == 3  # the note is never run
+    assert executed_nodes({"1": {"class_type": "Custom", "inputs": {}}}) == 1

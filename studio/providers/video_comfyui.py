@@ -64,6 +64,8 @@ KEY_FIELD = "studio_idempotency_key"
 # the prompt_id we choose (ComfyUI before it accepted one).
 HISTORY_SCAN = 100
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
+# Output nodes that write a video (core SaveVideo / SaveWEBM / SaveAnimated*, VHS Video Combine).
+SAVING_NODE_PREFIXES = ("Save", "VHS_VideoCombine")
 # Execution errors that may pass on another try (a busy GPU); anything else is the workflow's.
 RETRYABLE_EXCEPTIONS = ("outofmemory", "out of memory", "timeout", "connection")
 PROMPT_NAMESPACE = uuid.UUID("6f1c52c8-3d0e-4b8e-9a57-0c3f5d2e7b11")
@@ -195,6 +197,25 @@ def without_image(graph: dict) -> dict:
     return kept
 
 
+def executed_nodes(graph: dict) -> int:
+    """How many nodes ComfyUI will run: those the graph's saving nodes read from, through
+    their links (a node nothing saves is never run); every node when none is recognised."""
+    todo = [
+        node_id
+        for node_id, node in graph.items()
+        if str(node.get("class_type", "")).startswith(SAVING_NODE_PREFIXES)
+    ]
+    seen: set[str] = set()
+    while todo:
+        node_id = todo.pop()
+        if node_id in seen or node_id not in graph:
+            continue
+        seen.add(node_id)
+        inputs = graph[node_id].get("inputs") or {}
+        todo += [str(v[0]) for v in inputs.values() if isinstance(v, list) and v]
+    return len(seen) or len(graph)
+
+
 def comfy_error_text(body: dict, graph: dict | None = None) -> str:
     """One line from ComfyUI's `{error, node_errors}`, naming each failing node and class."""
     parts = []
@@ -318,7 +339,7 @@ class ComfyVideo(RemoteVideo):
             "fps": self.family.fps,
             "size": f"{width}x{height}",
             "client_id": client_id,
-            "nodes": len(workflow.graph),  # for the progress the socket reports
+            "nodes": executed_nodes(workflow.graph),  # for the progress the socket reports
         }
         values = {
             "prompt": request.prompt_text(),
@@ -341,7 +362,7 @@ class ComfyVideo(RemoteVideo):
                 values["image"] = await self._upload(reference, f"studio-{prompt_id}.jpg")
             elif "image" in workflow.placeholders:
                 graph = without_image(graph)
-            data["nodes"] = len(graph)
+            data["nodes"] = executed_nodes(graph)
             body = {
                 "prompt": fill(graph, values),
                 "client_id": client_id,
