@@ -66,6 +66,7 @@ class TakeRun:
         self.take_id = info.take_id
         self.video = registry.video()
         self._last_saved = -1.0
+        self._last_saved_at = -1e9
         self.step = STEPS[0]
         # The vendor's job ended (done, failed, cancelled) or was cancelled by this run: failing
         # now needs no cancel at the vendor.
@@ -79,8 +80,12 @@ class TakeRun:
 
     async def progress(self, fraction: float, note: str) -> None:
         await self.ctx.progress(fraction, note=note)
-        if fraction - self._last_saved >= 0.05 or fraction >= 1:  # fewer writes than events
-            self._last_saved = fraction
+        # The take's row (and the board's event) moves by 5 % steps at most once a second:
+        # the job's own progress, throttled by the engine, carries the finer steps.
+        now = time.monotonic()
+        step = fraction - self._last_saved >= 0.05 and now - self._last_saved_at >= 1.0
+        if step or fraction >= 1:
+            self._last_saved, self._last_saved_at = fraction, now
             await self.set(progress=fraction, note=note)
 
     async def run(self) -> dict:
