@@ -119,6 +119,15 @@ def test_it_records_an_unknown_model_as_unknown_cost_and_warns(caplog):
 
 
 @pytest.mark.django_db
+def test_a_call_with_nothing_billable_costs_nothing_without_a_price(caplog):
+    caplog.set_level(logging.WARNING)
+    poll = UsageEntry(provider="acme", model="mystery-1", kind="video", operation="video.poll")
+    record = record_usage(poll)
+    assert record.cost_usd == 0 and record.price is None
+    assert "unknown" not in caplog.text  # a poll is never the reason a cost is unknown
+
+
+@pytest.mark.django_db
 def test_it_treats_a_missing_rate_as_unknown_not_free():
     Price.objects.create(
         provider="acme",

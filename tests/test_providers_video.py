@@ -199,3 +199,20 @@ async def test_it_refuses_an_unreadable_reference_before_calling(sim):
     with pytest.raises(BadRequest):
         await video_for(sim).submit(request, "take-1")
     assert sim.stats.requests["video_create"] == 0
+
+
+def test_a_reference_frame_is_made_once_per_portrait_and_size(monkeypatch):
+    from studio.providers import frames
+
+    decoded = []
+    real_decode = frames.decode_image
+    monkeypatch.setattr(frames, "decode_image", lambda data: decoded.append(1) or real_decode(data))
+    ada = CastMember("Ada", image_path=FACE)
+    first = frames.reference_frame(ada, (720, 1280))
+    again = frames.reference_frame(CastMember("Ada again", image_path=FACE), (720, 1280))
+    assert again == first and len(decoded) <= 1  # the same photo and size: made once
+    framed = frames.reference_frame(
+        CastMember("Ada", image_path=FACE, face_box=[10, 10, 90, 90]), (720, 1280)
+    )
+    wide = frames.reference_frame(ada, (1280, 720))
+    assert framed != first and Image.open(io.BytesIO(wide)).size == (1280, 720)

@@ -198,6 +198,10 @@ class PromptSocket:
         except (OSError, WebSocketException, TimeoutError) as error:
             self.failed_at = time.monotonic()
             logger.debug("ComfyUI socket %s: %s", self.url, error)
+        except Exception:
+            # Never the render's end: polling over HTTP carries on without the socket.
+            self.failed_at = time.monotonic()
+            logger.warning("ComfyUI socket %s failed unexpectedly", self.url, exc_info=True)
         finally:
             self.live = False
             self.checked_at = None  # what a reconnected socket missed, only HTTP can tell

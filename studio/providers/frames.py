@@ -123,7 +123,8 @@ def reference_frame(member: CastMember, size: tuple[int, int], *, quality: int =
     crop is deterministic, and decoding and resizing a photo is most of a submit's work."""
     data = member.image_bytes()
     digest = hashlib.blake2b(data, digest_size=16).digest() if data else None
-    key = (digest, tuple(size), member.face_box, quality)
+    box = tuple(member.face_box) if member.face_box else None
+    key = (digest, tuple(size), box, quality)
     with _reference_frames_lock:
         if key in _reference_frames:
             _reference_frames.move_to_end(key)
