@@ -80,10 +80,10 @@ class TakeRun:
 
     async def progress(self, fraction: float, note: str) -> None:
         await self.ctx.progress(fraction, note=note)
-        # The take's row (and the board's event) moves by 5 % steps at most once a second:
+        # The take's row (and the board's event) moves by 5 % steps at most twice a second:
         # the job's own progress, throttled by the engine, carries the finer steps.
         now = time.monotonic()
-        step = fraction - self._last_saved >= 0.05 and now - self._last_saved_at >= 1.0
+        step = fraction - self._last_saved >= 0.05 and now - self._last_saved_at >= 0.5
         if step or fraction >= 1:
             self._last_saved, self._last_saved_at = fraction, now
             await self.set(progress=fraction, note=note)

@@ -157,10 +157,14 @@ def takes_estimates(
 
 def take_cost_usd(*, take_id: int) -> Decimal | None:
     """The take's booked cost; None when nothing is booked or any call had no price."""
-    records = UsageRecord.objects.filter(take_id=take_id)
-    if not records.exists() or records.filter(cost_usd__isnull=True).exists():
+    booked = UsageRecord.objects.filter(take_id=take_id).aggregate(
+        calls=Count("id"),
+        unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
+        total=Sum("cost_usd"),
+    )
+    if not booked["calls"] or booked["unpriced"]:
         return None
-    return records.aggregate(total=Sum("cost_usd"))["total"]
+    return booked["total"]
 
 
 # --- Queueing --------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ async def _pipeline(sim: Simulator, drama_id: int, scene_ids: list[int]) -> dict
     requests_before = sum(sim.stats.requests.values())
     started = time.perf_counter()
     await sync_to_async(_enqueue)(drama_id, scene_ids)
-    config = WorkerConfig(concurrency=CONCURRENCY, poll_s=0.1, watch_s=0.25, lease_s=30.0)
+    config = WorkerConfig(concurrency=CONCURRENCY)  # otherwise as `manage.py studio` runs it
     workers = [Worker(name=f"bench-{n}", config=config) for n in range(WORKERS)]
     tasks = [asyncio.create_task(worker.run()) for worker in workers]
     try:
