@@ -46,21 +46,22 @@ def chat_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=None, 
     )
 
 
-def video_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=None, **config):
-    fields = dict(
-        name="openai",
-        base_url=f"{sim.url}/v1",
-        model="sora-2",
-        api_key=API_KEY,
-        timeout_s=TIMEOUT_S,
-        retry_after_cap_s=0.05,
-        poll_s=0.02,
-    )
-    return VideoJobsHTTP(
-        VideoConfig(**(fields | config)),
+def remote_video_for(
+    adapter, config_class, *, ledger: MemoryLedger | None = None, guard=None, **config
+):
+    """A video adapter with quick timeouts and polls, a fast guard and a memory ledger (each
+    adapter's test file passes its base URL, model and key)."""
+    fields = dict(timeout_s=TIMEOUT_S, retry_after_cap_s=0.05, poll_s=0.02)
+    return adapter(
+        config_class(**(fields | config)),
         guard=guard or fast_guard(),
         recorder=ledger if ledger is not None else MemoryLedger(),
     )
+
+
+def video_for(sim: Simulator, **config):
+    defaults = dict(name="openai", base_url=f"{sim.url}/v1", model="sora-2", api_key=API_KEY)
+    return remote_video_for(VideoJobsHTTP, VideoConfig, **(defaults | config))
 
 
 def lipsync_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=None, **config):

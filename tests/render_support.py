@@ -5,6 +5,10 @@ import contextlib
 import random
 import time
 
+from asgiref.sync import sync_to_async
+
+from dramas.models import Take
+from dramas.takes import take_enqueue
 from studio.jobs.worker import Worker, WorkerConfig
 from studio.providers import registry
 from tests.factories import (
@@ -95,8 +99,9 @@ def seed_prices() -> None:
         )
 
 
-def remote_video(settings, url: str) -> None:
-    """The job-style video API at `url` (the simulator), with a quick breaker and retries."""
+def remote_video(settings, url: str, **overrides) -> None:
+    """A remote video API on the simulator at `url` (by default its `/v1/videos` look-alike;
+    `overrides` choose another wire format), with a quick breaker and retries."""
     settings.PROVIDER_VIDEO = {
         **settings.PROVIDER_VIDEO,
         "base_url": f"{url}/v1",
@@ -111,6 +116,7 @@ def remote_video(settings, url: str) -> None:
         "rate_per_s": 100.0,
         "burst": 100,
         "concurrency": 8,
+        **overrides,
     }
     settings.PROVIDER_BREAKER = {"failures": 2, "recovery_s": 0.6, "successes": 1}
     settings.PROVIDER_RETRY = {
@@ -120,3 +126,17 @@ def remote_video(settings, url: str) -> None:
         "retry_after_cap_s": 0.05,
     }
     registry.forget()
+
+
+async def render_first_scene(*, timeout: float = 60.0):
+    """Render the first scene of a two-person drama (2 s scenes) with the configured video
+    service and a running worker; the take once it settled."""
+    drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
+    [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+
+    async def finished():
+        current = await Take.objects.aget(id=take.id)
+        return None if current.active else current
+
+    async with running():
+        return await wait_for(finished, timeout=timeout)

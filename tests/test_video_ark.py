@@ -16,8 +16,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from dramas.models import Take, TakeStatus, Verdict
-from dramas.takes import take_enqueue
+from dramas.models import TakeStatus, Verdict
 from studio.models import Price, UsageRecord
 from studio.providers import registry
 from studio.providers.base import CastMember, JobHandle, JobState, VideoRequest
@@ -27,9 +26,8 @@ from studio.providers.sim import ark as sim_ark
 from studio.providers.video_ark import ArkConfig, ArkVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
-from tests.providers_support import API_KEY, TIMEOUT_S, fast_guard, running_sim
-from tests.render_support import running, seed_prices, two_person_drama
-from tests.render_support import wait_for as wait_until
+from tests.providers_support import API_KEY, remote_video_for, running_sim
+from tests.render_support import remote_video, render_first_scene, seed_prices
 
 MODEL = "dreamina-seedance-2-0-260128"
 ADA = str(FACES_DIR / "grace_hopper.jpg")
@@ -42,21 +40,9 @@ async def sim():
         yield simulator
 
 
-def ark_for(sim, *, ledger=None, guard=None, **config) -> ArkVideo:
-    fields = dict(
-        name="byteplus",
-        base_url=f"{sim.url}/ark",
-        model=MODEL,
-        api_key=API_KEY,
-        timeout_s=TIMEOUT_S,
-        retry_after_cap_s=0.05,
-        poll_s=0.02,
-    )
-    return ArkVideo(
-        ArkConfig(**(fields | config)),
-        guard=guard or fast_guard(),
-        recorder=ledger if ledger is not None else MemoryLedger(),
-    )
+def ark_for(sim, **config) -> ArkVideo:
+    defaults = dict(name="byteplus", base_url=f"{sim.url}/ark", model=MODEL, api_key=API_KEY)
+    return remote_video_for(ArkVideo, ArkConfig, **(defaults | config))
 
 
 def scene(**fields) -> VideoRequest:
@@ -280,39 +266,20 @@ async def test_a_take_renders_through_ark_and_costs_its_tokens(settings):
         output_per_mtok=Decimal("2.8"),
         effective_date="2000-01-01",
     )
-    settings.PROVIDER_RETRY = {
-        "max_attempts": 2,
-        "base_s": 0.001,
-        "cap_s": 0.01,
-        "retry_after_cap_s": 0.05,
-    }
     try:
         async with running_sim(job_s=0.3) as sim:
-            settings.PROVIDER_VIDEO = {
-                **settings.PROVIDER_VIDEO,
-                "api": "ark",
-                "base_url": f"{sim.url}/ark",
-                "model": MODEL,
-                "provider": "byteplus",
-                "api_key": "k",
-                "poll_s": 0.05,
-                "timeout_s": 3.0,
-                "rate_per_s": 100.0,
-                "burst": 100,
-                "concurrency": 8,
-                "durations_s": [],
-                "max_reference_images": 0,
-            }
-            registry.forget()
-            drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
-            [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
-            async with running():
-
-                async def finished():
-                    current = await Take.objects.aget(id=take.id)
-                    return None if current.active else current
-
-                take = await wait_until(finished, timeout=60)
+            remote_video(
+                settings,
+                sim.url,
+                api="ark",
+                base_url=f"{sim.url}/ark",
+                model=MODEL,
+                provider="byteplus",
+                api_key="k",
+                durations_s=[],
+                max_reference_images=0,
+            )
+            take = await render_first_scene()
             [job] = sim.jobs.values()
     finally:
         registry.forget()

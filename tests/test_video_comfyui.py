@@ -10,8 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from dramas.models import Take, TakeStatus, Verdict
-from dramas.takes import take_enqueue
+from dramas.models import TakeStatus, Verdict
 from studio.models import Price
 from studio.providers import registry
 from studio.providers.base import CastMember, JobState, VideoRequest
@@ -22,9 +21,8 @@ from studio.providers.transport import looks_like_video
 from studio.providers.video_comfyui import WORKFLOWS_DIR, ComfyConfig, ComfyVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
-from tests.providers_support import fast_guard, running_sim
-from tests.render_support import running, seed_prices, two_person_drama
-from tests.render_support import wait_for as wait_until
+from tests.providers_support import remote_video_for, running_sim
+from tests.render_support import remote_video, render_first_scene, seed_prices
 
 FACE = str(FACES_DIR / "grace_hopper.jpg")
 
@@ -35,20 +33,11 @@ async def sim():
         yield simulator
 
 
-def comfy_for(sim, *, ledger=None, **config) -> ComfyVideo:
-    fields = dict(
-        name="self-hosted",
-        base_url=f"{sim.url}/comfyui",
-        model="wan2.2",
-        timeout_s=2.0,
-        retry_after_cap_s=0.05,
-        poll_s=0.02,
+def comfy_for(sim, **config) -> ComfyVideo:
+    defaults = dict(
+        name="self-hosted", base_url=f"{sim.url}/comfyui", model="wan2.2", timeout_s=2.0
     )
-    return ComfyVideo(
-        ComfyConfig(**(fields | config)),
-        guard=fast_guard(),
-        recorder=ledger if ledger is not None else MemoryLedger(),
-    )
+    return remote_video_for(ComfyVideo, ComfyConfig, **(defaults | config))
 
 
 def scene(**fields) -> VideoRequest:
@@ -296,32 +285,18 @@ async def test_a_take_renders_on_comfyui_and_is_scored(settings):
     )
     try:
         async with running_sim(job_s=0.3) as sim:
-            settings.PROVIDER_VIDEO = {
-                **settings.PROVIDER_VIDEO,
-                "api": "comfyui",
-                "base_url": f"{sim.url}/comfyui",
-                "model": "wan2.2",
-                "provider": "self-hosted",
-                "api_key": "",
-                "poll_s": 0.05,
-                "timeout_s": 3.0,
-                "rate_per_s": 100.0,
-                "burst": 100,
-                "concurrency": 8,
-                "durations_s": [],
-                "max_reference_images": 0,
-                "workflow": "",
-            }
-            registry.forget()
-            drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
-            [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
-
-            async def finished():
-                current = await Take.objects.aget(id=take.id)
-                return None if current.active else current
-
-            async with running():
-                take = await wait_until(finished, timeout=30)
+            remote_video(
+                settings,
+                sim.url,
+                api="comfyui",
+                base_url=f"{sim.url}/comfyui",
+                model="wan2.2",
+                provider="self-hosted",
+                durations_s=[],
+                max_reference_images=0,
+                workflow="",
+            )
+            take = await render_first_scene(timeout=30)
             stats = sim.stats.as_dict(arrivals=False)
     finally:
         registry.forget()

@@ -15,7 +15,7 @@ from studio.providers.ledger import MemoryLedger
 from studio.providers.video_fal import FALLBACK, MODELS, FalConfig, FalVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
-from tests.providers_support import fast_guard, running_sim
+from tests.providers_support import remote_video_for, running_sim
 
 KLING = "fal-ai/kling-video/v2.1/standard/image-to-video"
 VEO = "fal-ai/veo3/fast"
@@ -29,21 +29,9 @@ async def sim():
         yield simulator
 
 
-def fal_for(sim, *, model: str = KLING, ledger: MemoryLedger | None = None, **config) -> FalVideo:
-    fields = dict(
-        name="fal",
-        base_url=f"{sim.url}/fal",
-        model=model,
-        api_key="k",
-        timeout_s=2.0,
-        retry_after_cap_s=0.05,
-        poll_s=0.02,
-    )
-    return FalVideo(
-        FalConfig(**(fields | config)),
-        guard=fast_guard(),
-        recorder=ledger if ledger is not None else MemoryLedger(),
-    )
+def fal_for(sim, *, model: str = KLING, **config) -> FalVideo:
+    defaults = dict(name="fal", base_url=f"{sim.url}/fal", model=model, api_key="k", timeout_s=2.0)
+    return remote_video_for(FalVideo, FalConfig, **(defaults | config))
 
 
 def scene(**fields) -> VideoRequest:
@@ -235,12 +223,10 @@ async def test_a_resubmission_with_the_same_key_makes_one_vendor_job(sim):
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_take_renders_through_fal_and_is_done_scored_and_billed(settings):
-    from dramas.models import Take, TakeStatus
-    from dramas.takes import take_enqueue
+    from dramas.models import TakeStatus
     from studio.models import Price
     from studio.providers import registry
-    from tests.render_support import running, seed_prices, two_person_drama
-    from tests.render_support import wait_for as wait_until
+    from tests.render_support import remote_video, render_first_scene, seed_prices
 
     await sync_to_async(seed_prices)()
     await Price.objects.acreate(
@@ -252,32 +238,19 @@ async def test_a_take_renders_through_fal_and_is_done_scored_and_billed(settings
         effective_date="2000-01-01",
     )
     async with running_sim() as sim:
-        settings.PROVIDER_VIDEO = {
-            **settings.PROVIDER_VIDEO,
-            "api": "fal",
-            "base_url": f"{sim.url}/fal",
-            "model": KLING,
-            "provider": "fal",
-            "api_key": "k",
-            "poll_s": 0.05,
-            "timeout_s": 3.0,
-            "rate_per_s": 100.0,
-            "burst": 100,
-            "concurrency": 8,
-            "durations_s": [],
-            "max_reference_images": 0,
-        }
-        registry.forget()
+        remote_video(
+            settings,
+            sim.url,
+            api="fal",
+            base_url=f"{sim.url}/fal",
+            model=KLING,
+            provider="fal",
+            api_key="k",
+            durations_s=[],
+            max_reference_images=0,
+        )
         try:
-            drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
-            [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
-
-            async def finished():
-                current = await Take.objects.aget(id=take.id)
-                return None if current.active else current
-
-            async with running():
-                take = await wait_until(finished, timeout=60)
+            take = await render_first_scene()
         finally:
             registry.forget()
         job = only_job(sim)
