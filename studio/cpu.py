@@ -47,6 +47,18 @@ def cpu_workers() -> int:
     return max(1, int(os.environ.get("STUDIO_CPU_WORKERS", "0")) or os.cpu_count() or 1)
 
 
+# Maths libraries' own threads: the pool already has a process per core.
+ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def start_worker(parent_pid: int) -> None:
+    """Pool initializer. It runs before the process imports numpy (only the standard library
+    is loaded by then), so the BLAS threads setting takes effect; one set by the user stays."""
+    for name, value in ONE_THREAD.items():
+        os.environ.setdefault(name, value)
+    watch_parent(parent_pid)
+
+
 def watch_parent(parent_pid: int) -> None:
     """Pool initializer: a daemon thread that ends this process once its parent is gone.
 
@@ -75,7 +87,7 @@ class CpuPool(ProcessPoolExecutor):
         super().__init__(
             max_workers=max_workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=watch_parent,
+            initializer=start_worker,
             initargs=(os.getpid(),),
         )
 

@@ -110,7 +110,6 @@ async def _measure(count: int) -> dict:
         "scoring_capacity_before_after": [round(capacity_before, 3), round(capacity_after, 3)],
         "pool_cpu_ms_per_take": round(pool_ms, 1),
         "main_cpu_ms_per_take": round(main_ms, 1),
-        "cpu_ceiling_ratio": round(pool_ms / (pool_ms + main_ms), 3) if pool_ms else None,
         "frames_per_take": frames,
         "calls_per_take": round(calls_per_take, 2),
         "job_latency_s": JOB_S,

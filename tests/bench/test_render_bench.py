@@ -21,4 +21,3 @@ def test_it_renders_every_take_once_and_reports_the_bound_and_the_seed_baseline(
     assert figures["bound_by"] in ("rate", "concurrency", "scoring")
     assert 0 < figures["ratio"] <= 1.2
     assert figures["pool_cpu_ms_per_take"] > 0 and figures["main_cpu_ms_per_take"] > 0
-    assert 0 < figures["cpu_ceiling_ratio"] < 1
