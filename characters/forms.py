@@ -7,7 +7,15 @@ from characters.models import Character
 class CharacterForm(forms.ModelForm):
     class Meta:
         model = Character
-        fields = ["name", "appearance_notes", "voice"]
+        fields = [
+            "name",
+            "appearance_notes",
+            "voice",
+            "voice_id",
+            "voice_language",
+            "voice_speed",
+            "voice_pitch",
+        ]
         widgets = {"appearance_notes": forms.Textarea(attrs={"rows": 3})}
 
 

@@ -1,3 +1,4 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -14,6 +15,29 @@ class Character(models.Model):
         help_text="How they look: age, hair, build, wardrobe. Added to every render prompt.",
     )
     voice = models.CharField(max_length=200, blank=True, help_text="Voice notes for lip sync.")
+    # The voice profile every line of theirs is spoken with (studio.providers.base.Voice).
+    voice_id = models.CharField(
+        "voice",
+        max_length=100,
+        blank=True,
+        help_text="The speech service's voice (offline: an espeak-ng variant such as f3 or m2); "
+        "empty for its default voice.",
+    )
+    voice_language = models.CharField(
+        "language", max_length=20, default="en", help_text="en, en-us, cmn, yue, es, fr, ..."
+    )
+    voice_speed = models.FloatField(
+        "speed",
+        default=1.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(2.0)],
+        help_text="0.5 to 2; 1 is the voice's own pace.",
+    )
+    voice_pitch = models.FloatField(
+        "pitch",
+        default=0.0,
+        validators=[MinValueValidator(-12), MaxValueValidator(12)],
+        help_text="Semitones, -12 to 12 (services without pitch ignore it).",
+    )
     # The profile: L2-normalised mean of the good references' face embeddings (float32 bytes).
     embedding = models.BinaryField(null=True, blank=True, editable=False)
     embedding_model = models.CharField(max_length=100, blank=True, editable=False)

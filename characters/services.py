@@ -30,9 +30,16 @@ LEFT_OUT = "Left out of the profile."
 
 
 @transaction.atomic
-def character_create(*, drama, name: str, appearance_notes: str = "", voice: str = "") -> Character:
+def character_create(
+    *, drama, name: str, appearance_notes: str = "", voice: str = "", **voice_profile
+) -> Character:
+    """`voice_profile`: voice_id, voice_language, voice_speed, voice_pitch (model defaults)."""
     character = Character(
-        drama=drama, name=" ".join(name.split()), appearance_notes=appearance_notes, voice=voice
+        drama=drama,
+        name=" ".join(name.split()),
+        appearance_notes=appearance_notes,
+        voice=voice,
+        **voice_profile,
     )
     character.full_clean()
     character.save()

@@ -287,6 +287,34 @@ class DialogLine(models.Model):
 # --- Rendering: takes, their sampled frames, and review -----------------------------------------
 
 
+class SpeechOwner(models.TextChoices):
+    STUDIO = "studio", "Studio dialog track"
+    VIDEO = "video", "Video service's own audio"
+
+
+class LineAudio(models.Model):
+    """One spoken line, kept by a hash of everything that made it (text, voice profile,
+    service, model): an unchanged line is never synthesised, or paid for, twice."""
+
+    key = models.CharField(max_length=64, unique=True)
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=100)
+    text = models.TextField(max_length=4000)
+    voice = models.JSONField(default=dict, help_text="The voice profile it was spoken with.")
+    audio = models.FileField(upload_to="line_audio/")
+    sample_rate = models.PositiveIntegerField()
+    duration_s = models.FloatField()
+    words = models.JSONField(default=list, help_text="[text, start_s, end_s] per word.")
+    timed = models.BooleanField(default=True, help_text="False: timings estimated from text.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}: {self.text[:40]}"
+
+
 class TakeStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     WAITING = "waiting_for_provider", "Waiting for provider"
@@ -355,6 +383,12 @@ class Take(models.Model):
     video = models.FileField(upload_to=take_upload_path, blank=True)
     poster = models.FileField(upload_to=take_upload_path, blank=True)
     lipsync_note = models.CharField(max_length=300, blank=True)
+    # Who speaks the dialog in this take: the studio's dialog track (speech per line, mixed and
+    # muxed into the video, then lip sync) or the video service's own audio; empty: no dialog.
+    speech_owner = models.CharField(max_length=10, choices=SpeechOwner, blank=True, default="")
+    # The dialog track as placed: one entry per line (line id, speaker, text, start_s, end_s,
+    # words, the LineAudio key), in order.
+    dialog_track = models.JSONField(default=list, blank=True)
     consistency = models.JSONField(default=dict, blank=True)
     verdict = models.CharField(max_length=10, choices=Verdict, blank=True, default="")
     score = models.FloatField(null=True, blank=True, help_text="Worst frame's worst character.")

@@ -1,7 +1,9 @@
 """The take pipeline: one job per take, each step a durable checkpoint.
 
-    prompt -> preflight (budget) -> submit (handle saved BEFORE polling) -> poll -> download
-    -> lipsync (skipped visibly when not configured) -> frames (2/s + first and last)
+    prompt -> preflight (budget) -> speech (each line in its character's voice, cached, placed
+    on the timeline) -> submit (handle saved BEFORE polling) -> poll -> download -> mix (the
+    dialog track muxed into the video as AAC) -> lipsync (skipped visibly when not configured)
+    -> frames (2/s + first and last)
     -> score (every frame against the scene's characters) -> verdict (worst frame) -> done
 
 A restarted worker starts at the last checkpoint: after `submit` it polls the stored handle,
@@ -29,7 +31,9 @@ from django.conf import settings
 
 from characters.consistency import score_frame
 from dramas import pipeline_db as db
-from dramas.models import TakeStatus
+from dramas import speech
+from dramas.dialog_audio import mux_dialog
+from dramas.models import SpeechOwner, TakeStatus
 from dramas.sampling import sample_frames
 from dramas.takes import JOB_ATTEMPTS, RENDER, VENDOR_CANCEL, take_set, take_settled
 from studio.jobs.registry import LeaseLost, PermanentError, Release, register
@@ -44,15 +48,36 @@ from studio.providers.local_animatic import LocalAnimatic
 
 log = logging.getLogger(__name__)
 
-STEPS = ("prompt", "preflight", "submit", "poll", "download", "lipsync", "frames", "score")
+STEPS = (
+    "prompt",
+    "preflight",
+    "speech",
+    "submit",
+    "poll",
+    "download",
+    "mix",
+    "lipsync",
+    "frames",
+    "score",
+)
 # Quick, free and safe to repeat: a worker that dies after them runs them again rather than
 # the job writing a checkpoint for each (two writes less per take).
 UNCHECKPOINTED = frozenset({"prompt", "preflight"})
 # Share of the progress bar each stage ends at.
-PROGRESS = {"submit": 0.05, "poll": 0.65, "download": 0.7, "lipsync": 0.72, "frames": 0.8}
+PROGRESS = {
+    "speech": 0.04,
+    "submit": 0.05,
+    "poll": 0.65,
+    "download": 0.7,
+    "mix": 0.71,
+    "lipsync": 0.72,
+    "frames": 0.8,
+}
 LIPSYNC_OFF = "Skipped: no lip-sync provider is configured (set LIPSYNC_BASE_URL)."
 TITLE_CARD = "Title card of the offline animatic: not a shot, not scored."
-LIPSYNC_NO_AUDIO = "Skipped: lip sync needs a voice track, and this studio makes none yet."
+LIPSYNC_NO_AUDIO = "Skipped: this take has no dialog track to sync (no lines, or the video speaks)."
+LIPSYNC_NOT_YET = "Skipped: lip sync of the studio's dialog track is not part of renders yet."
+NATIVE_AUDIO = "The video service renders the dialog with the picture (its own voices)."
 
 
 def _db(function):
@@ -158,6 +183,37 @@ class TakeRun:
         except ValidationError as error:
             raise PermanentError(" ".join(error.messages)) from None
 
+    async def speech(self) -> None:
+        """Who speaks: the video service (its capability says it renders audio) or the
+        studio's dialog track, whose lines are spoken now (the offline animatic cuts its shots
+        and subtitles to them)."""
+        scene = await _db(db.scene_of)(take_id=self.take_id)
+        lines = await _db(speech.scene_lines)(scene_id=scene.id)
+        if not lines:
+            await self.set(speech_owner="", dialog_track=[])
+            return
+        if self.video.capabilities.native_audio:
+            await self.set(speech_owner=SpeechOwner.VIDEO, dialog_track=[], note=NATIVE_AUDIO)
+            return
+        voice = registry.speech()
+        await self.set(note=f"Speaking {len(lines)} lines ({voice.label})")
+
+        async def spoken(done: int, total: int) -> None:
+            await self.ctx.progress(PROGRESS["speech"] * done / total, note=f"Spoke {done}/{total}")
+
+        result = await speech.speak_scene(
+            scene=scene, speech=voice, start_s=await self.title_card_end_s(), progress=spoken
+        )
+        note = f"Dialog: {len(lines)} lines, {result['synthesised']} spoken now"
+        if result["needed_s"] > scene.duration_s + 0.05:
+            note = (
+                f"The dialog needs {result['needed_s']:.1f} s and the scene is "
+                f"{scene.duration_s:g} s: pauses are shortened, and speech past the end is cut. "
+                "Lengthen the scene to hear every line."
+            )
+        await self.set(speech_owner=SpeechOwner.STUDIO, dialog_track=result["track"])
+        await self.progress(PROGRESS["speech"], note)
+
     async def submit(self) -> None:
         info = await _db(db.load)(take_id=self.take_id)
         if info.remote_handle:
@@ -247,8 +303,24 @@ class TakeRun:
         await _db(db.save_video)(take_id=self.take_id, data=data)
         await self.progress(PROGRESS["download"], f"Downloaded {len(data) // 1024} KB")
 
+    async def mix(self) -> None:
+        info = await _db(db.dialog_of)(take_id=self.take_id)
+        if info["owner"] != SpeechOwner.STUDIO or not info["track"]:
+            return
+        path = await _db(db.video_path)(take_id=self.take_id)
+        paths = await _db(speech.audio_paths)(track=info["track"])
+        result = await self.ctx.run_cpu(mux_dialog, path, info["track"], paths)
+        heard = result["lines_heard"]
+        note = f"Dialog track: {heard} of {result['lines']} lines in {result['duration_s']:g} s"
+        await self.progress(PROGRESS["mix"], note)
+
     async def lipsync(self) -> None:
-        note = LIPSYNC_OFF if registry.lipsync() is None else LIPSYNC_NO_AUDIO
+        info = await _db(db.dialog_of)(take_id=self.take_id)
+        has_track = info["owner"] == SpeechOwner.STUDIO and bool(info["track"])
+        if registry.lipsync() is None:
+            note = LIPSYNC_OFF
+        else:
+            note = LIPSYNC_NOT_YET if has_track else LIPSYNC_NO_AUDIO
         await self.set(status=TakeStatus.LIPSYNC, lipsync_note=note)
         await self.progress(PROGRESS["lipsync"], "Lip sync skipped")
 

@@ -59,6 +59,15 @@ def load(*, take_id: int) -> TakeInfo | None:
     )
 
 
+def scene_of(*, take_id: int):
+    return _take(take_id).scene
+
+
+def dialog_of(*, take_id: int) -> dict:
+    owner, track = Take.objects.values_list("speech_owner", "dialog_track").get(id=take_id)
+    return {"owner": owner, "track": track or []}
+
+
 def build_prompt(*, take_id: int, max_refs: int, provider: str, model: str) -> None:
     """The scene's prompt (unless the producer edited one) and the references to send."""
     take = _take(take_id)
@@ -91,8 +100,16 @@ def video_request(*, take_id: int) -> VideoRequest:
                 face_box=tuple(face) if face else None,
             )
         )
+    # Where each line is heard, when the studio's dialog track placed it (the "speech" step).
+    placed = {entry["line_id"]: entry for entry in take.dialog_track or []}
     dialog = [
-        DialogCue(speaker=line.display_speaker, line=line.line, emotion=line.emotion)
+        DialogCue(
+            speaker=line.display_speaker,
+            line=line.line,
+            emotion=line.emotion,
+            start_s=placed[line.id]["start_s"] if line.id in placed else None,
+            end_s=placed[line.id]["end_s"] if line.id in placed else None,
+        )
         for line in scene.lines.select_related("speaker")
     ]
     return VideoRequest(

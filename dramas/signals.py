@@ -5,7 +5,7 @@ them connected, Django collects such rows one by one instead of deleting them in
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from dramas.models import Frame, Take
+from dramas.models import Frame, LineAudio, Take
 from studio.files import delete_after_commit
 
 # Takes store under takes/<drama_id>/<take_id>/: a take's emptied folder goes too, its drama's
@@ -23,3 +23,8 @@ def take_files(sender, instance: Take, using: str, **kwargs) -> None:
 @receiver(post_delete, sender=Frame, dispatch_uid="dramas.frame_files")
 def frame_files(sender, instance: Frame, using: str, **kwargs) -> None:
     delete_after_commit([instance.image], using=using, prune_depth=TAKE_FOLDER_DEPTH)
+
+
+@receiver(post_delete, sender=LineAudio, dispatch_uid="dramas.line_audio_files")
+def line_audio_files(sender, instance: LineAudio, using: str, **kwargs) -> None:
+    delete_after_commit([instance.audio], using=using)

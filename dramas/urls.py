@@ -43,6 +43,11 @@ urlpatterns = [
         name="character_delete",
     ),
     path(
+        D + "characters/<id:character_id>/voice-preview.wav",
+        characters.character_voice_preview,
+        name="character_voice_preview",
+    ),
+    path(
         D + "characters/<id:character_id>/references/",
         characters.reference_upload,
         name="reference_upload",

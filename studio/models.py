@@ -14,6 +14,7 @@ class PriceKind(models.TextChoices):
     CHAT = "chat", "Chat (per million tokens)"
     VIDEO = "video", "Video (per second, per token or per request, by vendor)"
     LIPSYNC = "lipsync", "Lip sync (per second of output)"
+    SPEECH = "speech", "Speech (per million characters of text)"
 
 
 class Price(models.Model):
@@ -42,6 +43,10 @@ class Price(models.Model):
     # Vendors that bill a generation as one request whatever its length (some fal models).
     per_request = models.DecimalField(
         "$/request", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    # Text-to-speech services bill the characters of the text they speak.
+    per_mchar = models.DecimalField(
+        "$/million characters", max_digits=12, decimal_places=6, null=True, blank=True
     )
     source = models.CharField(max_length=300, help_text="Where the figure was published.")
     effective_date = models.DateField(help_text="The day from which this price applies.")
@@ -72,6 +77,7 @@ class UsageRecord(models.Model):
     units = models.DecimalField(
         max_digits=12, decimal_places=3, default=0, help_text="Seconds of video or lip sync."
     )
+    characters = models.PositiveIntegerField(default=0, help_text="Characters of text spoken.")
     cost_usd = models.DecimalField(
         max_digits=20,
         decimal_places=10,

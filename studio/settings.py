@@ -308,6 +308,20 @@ if PROVIDER_VIDEO["resolution"] not in ("480p", "720p", "1080p"):
 # A vendor render not finished this long after it was first submitted is cancelled at the
 # vendor and its take fails, saying so.
 VIDEO_MAX_RENDER_S = float(os.environ.get("VIDEO_MAX_RENDER_S", 1800))
+# Speech: the wire format of SPEECH_BASE_URL, `openai` (POST /audio/speech: OpenAI, Kokoro-FastAPI,
+# SiliconFlow and look-alikes) or `elevenlabs` (/v1/text-to-speech/{voice}/with-timestamps).
+# Without a base URL the studio speaks with the offline espeak-ng draft voice.
+SPEECH_APIS = ("openai", "elevenlabs")
+SPEECH_API = os.environ.get("SPEECH_API", "openai").strip().lower()
+if SPEECH_API not in SPEECH_APIS:
+    raise ImproperlyConfigured(
+        f"SPEECH_API must be one of {', '.join(SPEECH_APIS)}, not {SPEECH_API!r}."
+    )
+SPEECH_DEFAULT_MODELS = {"openai": "gpt-4o-mini-tts", "elevenlabs": "eleven_multilingual_v2"}
+PROVIDER_SPEECH = provider_env(
+    "SPEECH", model=SPEECH_DEFAULT_MODELS[SPEECH_API], rate=5, burst=10, concurrency=4
+)
+PROVIDER_SPEECH["api"] = SPEECH_API
 PROVIDER_LIPSYNC = provider_env("LIPSYNC", model="lipsync-2", rate=2, burst=10, concurrency=8)
 PROVIDER_LIPSYNC["poll_s"] = float(os.environ.get("LIPSYNC_POLL_S", 5))
 # Circuit breaker: open after N consecutive failures, try again after recovery_s, close after

@@ -97,6 +97,12 @@ def seed_prices() -> None:
             kind="video",
             defaults={"per_second": Decimal(per_second), "effective_date": "2000-01-01"},
         )
+    Price.objects.get_or_create(
+        provider="local",
+        model="espeak-ng",
+        kind="speech",
+        defaults={"per_mchar": Decimal(0), "effective_date": "2000-01-01"},
+    )
 
 
 def remote_video(settings, url: str, **overrides) -> None:

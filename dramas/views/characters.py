@@ -6,7 +6,7 @@ itself stays free of drama imports (DESIGN.md §2).
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -14,8 +14,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from characters import services as character_services
 from characters.forms import CharacterForm, ReferenceUploadForm
 from characters.models import Character, ReferenceImage
+from dramas import speech
 from dramas.models import Role
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
+from studio.providers.errors import ProviderError
 
 DETAIL = "dramas/character_detail.html"
 
@@ -65,6 +67,22 @@ def character_create(request, drama):
 @require_http_methods(["GET"])
 def character_detail(request, drama, character_id: int):
     return render(request, DETAIL, _detail_context(request, _character(drama, character_id)))
+
+
+@drama_view()
+@require_http_methods(["GET"])
+def character_voice_preview(request, drama, character_id: int):
+    """A line in the character's voice (WAV), made once per voice profile and then cached."""
+    character = _character(drama, character_id)
+    try:
+        audio = speech.voice_preview(character=character)
+    except ProviderError as error:
+        return HttpResponse(
+            f"The voice could not be previewed: {error}", status=502, content_type="text/plain"
+        )
+    response = FileResponse(audio.audio.open("rb"), content_type="audio/wav")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @drama_view(read=Role.EDITOR)

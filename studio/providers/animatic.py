@@ -84,6 +84,7 @@ class ShotPlan:
     speaker: str = ""
     text: str = ""
     caption_note: bool = False
+    subtitle: bool = True  # False: the pause around a line, when nobody speaks
 
 
 def plan(request: VideoRequest, *, fps: int, title_card: bool) -> list[ShotPlan]:
@@ -95,6 +96,8 @@ def plan(request: VideoRequest, *, fps: int, title_card: bool) -> list[ShotPlan]
     cues = [cue for cue in request.dialog if cue.line.strip()][:left]
     if not cues:
         return [*shots, ShotPlan(left, "shot", text=request.prompt, caption_note=True)]
+    if all(cue.start_s is not None and cue.end_s is not None for cue in cues):
+        return shots + _timed_shots(request, cues, fps=fps, start=total - left, total=total)
     # Cast present but silent would never be on screen (speakers get close shots): open on
     # the whole group for a second or a fifth of the scene, so everyone present is seen.
     speaking = {_key(cue.speaker) for cue in cues}
@@ -114,6 +117,29 @@ def plan(request: VideoRequest, *, fps: int, title_card: bool) -> list[ShotPlan]
         ShotPlan(count, "shot", speaker=cue.speaker, text=cue.line)
         for cue, count in zip(cues, counts, strict=True)
     ]
+
+
+def _timed_shots(request: VideoRequest, cues, *, fps: int, start: int, total: int):
+    """Shots cut where the dialog track's lines start and end: each subtitle is on screen
+    exactly while its line is heard; the pauses hold on the next speaker without one (the
+    first pause on the whole group when some of the cast never speaks)."""
+    speaking = {_key(cue.speaker) for cue in cues}
+    silent_cast = any(_key(member.name) not in speaking for member in request.cast)
+    shots, at = [], start
+    for index, cue in enumerate(cues):
+        begin = min(max(round(cue.start_s * fps), at), total)
+        end = min(max(round(cue.end_s * fps), begin), total)
+        if begin > at:
+            if index == 0 and silent_cast:
+                shots.append(ShotPlan(begin - at, "shot", text=request.prompt, caption_note=True))
+            else:
+                shots.append(ShotPlan(begin - at, "shot", speaker=cue.speaker, subtitle=False))
+        if end > begin:
+            shots.append(ShotPlan(end - begin, "shot", speaker=cue.speaker, text=cue.line))
+        at = end
+    if at < total:
+        shots.append(ShotPlan(total - at, "shot", speaker=cues[-1].speaker, subtitle=False))
+    return shots
 
 
 def _key(name: str) -> str:
@@ -182,7 +208,7 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
                 )
             )
         overlays = list(tag)
-        if options.overlays and (cast or item.speaker or not item.caption_note):
+        if options.overlays and item.subtitle and (cast or item.speaker or not item.caption_note):
             caption = stills.caption_layer(
                 size,
                 speaker=item.speaker or ("" if item.caption_note else "Narrator"),

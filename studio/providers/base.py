@@ -178,6 +178,9 @@ class DialogCue:
     speaker: str  # "" for the narrator
     line: str
     emotion: str = ""
+    # Where the line is heard in the clip (the studio's dialog track), when it is known.
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,66 @@ class LipSyncRequest:
     video_url: str = ""
     audio_url: str = ""
     sync_mode: str = "cut_off"
+
+
+# --- Speech ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Voice:
+    """How a character sounds. Services use what they support and ignore the rest."""
+
+    voice_id: str = ""  # the service's voice name or id; "" for its default voice
+    speed: float = 1.0  # 0.5-2.0; 1 is the voice's own pace
+    pitch: float = 0.0  # semitones, -12 to 12
+    language: str = "en"  # BCP 47: en, en-us, cmn, yue, es, ...
+    reference_audio: bytes | None = field(default=None, repr=False)  # for voice-cloning services
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    text: str
+    voice: Voice = Voice()
+    emotion: str = ""  # how the line is said ("angry", "whispering"): sent where it is taken
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One spoken line: mono 16-bit PCM WAV, its length, and when each word is heard (from
+    the service's own timings where it gives them, else estimated and `timed=False`)."""
+
+    wav: bytes = field(repr=False)
+    sample_rate: int
+    duration_s: float
+    words: tuple[WordTiming, ...] = ()
+    timed: bool = True
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class SpeechCapabilities:
+    emotion: bool = False  # takes an emotion or instructions with the text
+    word_timings: bool = False  # returns when each word is spoken
+    cloning: bool = False  # takes a reference recording as the voice
+    max_characters: int = 4096  # the longest text one call takes
+    voices: tuple[str, ...] = ()  # known voice ids, for the voice picker ("" = free text)
+
+
+@runtime_checkable
+class SpeechProvider(Protocol):
+    name: str
+    model: str
+    label: str
+    capabilities: SpeechCapabilities
+
+    async def synthesize(self, request: SpeechRequest) -> Speech: ...
 
 
 ProgressCallback = Callable[[float], None]

@@ -41,11 +41,12 @@ def usage_scope(*, drama_id: int | None = None, take_id: int | None = None):
 class UsageEntry:
     provider: str
     model: str
-    kind: str  # chat | video | lipsync (the Price kind)
+    kind: str  # chat | video | lipsync | speech (the Price kind)
     operation: str
     usage: Usage = field(default_factory=Usage)
     units: float = 0.0
     requests: int = 0  # billed as such only by a price with a per-request rate
+    characters: int = 0  # of text spoken (speech)
     latency_ms: int | None = None
     ttft_ms: int | None = None
     ok: bool = True
@@ -71,10 +72,16 @@ class PriceLike(Protocol):
     output_per_mtok: Decimal | None
     per_second: Decimal | None
     per_request: Decimal | None
+    per_mchar: Decimal | None
 
 
 def cost_usd(
-    *, price: PriceLike, usage: Usage, units: float | Decimal = 0, requests: int = 0
+    *,
+    price: PriceLike,
+    usage: Usage,
+    units: float | Decimal = 0,
+    requests: int = 0,
+    characters: int = 0,
 ) -> Decimal | None:
     """Input (uncached), cached input and output tokens priced apart, plus output seconds, plus
     requests for a price billed per request.
@@ -103,6 +110,7 @@ def cost_usd(
         (cached, cached_rate, MILLION),
         (usage.output_tokens, price.output_per_mtok, MILLION),
         (Decimal(str(units)), price.per_second, Decimal(1)),
+        (characters, getattr(price, "per_mchar", None), MILLION),
     ]
     total = request_cost
     for quantity, rate, per in parts:
@@ -147,13 +155,25 @@ def record_usage(entry: UsageEntry):
     )
     if once and UsageRecord.objects.filter(once_per_request=True, **key).exists():
         return None  # billed when it was first seen finished
-    billable = units or entry.requests or entry.usage.input_tokens or entry.usage.output_tokens
+    billable = (
+        units
+        or entry.requests
+        or entry.characters
+        or entry.usage.input_tokens
+        or entry.usage.output_tokens
+    )
     if billable:
         price = price_at(
             provider=entry.provider, model=entry.model, kind=entry.kind, when=now.date()
         )
         cost = (
-            cost_usd(price=price, usage=entry.usage, units=units, requests=entry.requests)
+            cost_usd(
+                price=price,
+                usage=entry.usage,
+                units=units,
+                requests=entry.requests,
+                characters=entry.characters,
+            )
             if price
             else None
         )
@@ -178,6 +198,7 @@ def record_usage(entry: UsageEntry):
         cached_tokens=entry.usage.cached_tokens,
         output_tokens=entry.usage.output_tokens,
         units=Decimal(str(round(units, 3))),
+        characters=entry.characters,
         cost_usd=cost,
         price=price,
         latency_ms=entry.latency_ms,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from studio.providers.animatic import RenderOptions
-from studio.providers.base import ChatProvider, JobProvider
+from studio.providers.base import ChatProvider, JobProvider, SpeechProvider
 from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
 from studio.providers.local_animatic import LocalAnimatic
 from studio.providers.local_writer import LocalWriter
@@ -146,6 +146,33 @@ def video() -> JobProvider:
         )
 
     return _cached("video", config, build)
+
+
+# SPEECH_API -> (module, config class, adapter class); imported when chosen.
+SPEECH_ADAPTERS = {
+    "openai": ("studio.providers.speech_openai", "SpeechConfig", "OpenAISpeech"),
+    "elevenlabs": ("studio.providers.speech_elevenlabs", "ElevenLabsConfig", "ElevenLabsSpeech"),
+}
+
+
+def speech() -> SpeechProvider:
+    """The configured speech service, or the offline espeak-ng voice without a base URL."""
+    config = settings.PROVIDER_SPEECH
+    if not config["base_url"]:
+        from studio.providers.speech_espeak import EspeakSpeech
+
+        return _cached("speech", {"local": True}, EspeakSpeech)
+    name = provider_name(config["base_url"], config["provider"])
+    module_name, config_name, adapter_name = SPEECH_ADAPTERS[config.get("api", "openai")]
+
+    def build() -> SpeechProvider:
+        module = importlib.import_module(module_name)
+        return getattr(module, adapter_name)(
+            getattr(module, config_name)(**_http_fields(config, name)),
+            guard=_guard("speech", name, config),
+        )
+
+    return _cached("speech", config, build)
 
 
 def _fields(config_class) -> set[str]:

@@ -34,6 +34,8 @@ CHARACTERS = {
             "loosened dark tie, studio headphones around his neck."
         ),
         "voice": "Low, unhurried radio baritone.",
+        # The offline voice: an espeak-ng variant, a little slower and lower than its default.
+        "voice_profile": {"voice_id": "m3", "voice_speed": 0.9, "voice_pitch": -3},
         "faces": ["obama.jpg", "obama2.jpg"],
     },
     "Dr. Ada Quinn": {
@@ -42,6 +44,7 @@ CHARACTERS = {
             "with brass buttons, reading glasses on a chain."
         ),
         "voice": "Crisp and precise, dry humour.",
+        "voice_profile": {"voice_id": "f3", "voice_speed": 1.05, "voice_pitch": 2},
         "faces": ["grace_hopper.jpg"],
     },
 }
@@ -159,6 +162,7 @@ class Command(BaseCommand):
                 name=name,
                 appearance_notes=spec["appearance_notes"],
                 voice=spec["voice"],
+                **spec["voice_profile"],
             )
             self.add_references(character, spec["faces"])
             characters[name] = character
