@@ -18,6 +18,21 @@ class CharacterForm(forms.ModelForm):
         ]
         widgets = {"appearance_notes": forms.Textarea(attrs={"rows": 3})}
 
+    # The voice profile can be left out (a form without it, a script): the model's defaults.
+    DEFAULTED = ("voice_language", "voice_speed", "voice_pitch")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.DEFAULTED:
+            self.fields[name].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.DEFAULTED:
+            if cleaned.get(name) in (None, "") and name not in self.errors:
+                cleaned[name] = Character._meta.get_field(name).default
+        return cleaned
+
 
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True

@@ -297,3 +297,28 @@ def test_the_voice_preview_plays_a_line_in_the_characters_voice(client, settings
     assert len(samples) / rate > 1.0
     page = client.get(reverse("character_detail", args=[drama.id, character.id]))
     assert url in page.content.decode()
+
+
+async def test_a_remote_speech_service_voices_the_take(offline, settings):
+    from tests.providers_support import running_sim
+
+    drama, scene = await sync_to_async(dialog_scene)()
+    async with running_sim() as sim:
+        settings.PROVIDER_SPEECH = {
+            **settings.PROVIDER_SPEECH,
+            "api": "openai",
+            "base_url": f"{sim.url}/v1",
+            "provider": "openai",
+            "model": "gpt-4o-mini-tts",
+        }
+        registry.forget()
+        take = await render(drama, scene)
+
+        assert take.status == TakeStatus.DONE, (take.error, take.note)
+        assert sim.stats.requests["speech"] == 3
+        assert {body["voice"] for body in sim.speech_bodies} == {"alloy", "f3"}
+    rows = [row async for row in LineAudio.objects.all()]
+    assert {(row.provider, row.model) for row in rows} == {("openai", "gpt-4o-mini-tts")}
+    samples, rate, _video_s = audio_of(take)
+    for entry in take.dialog_track:
+        assert rms(samples, rate, entry["start_s"] + 0.05, entry["end_s"] - 0.05) > 0.02

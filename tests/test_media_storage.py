@@ -89,10 +89,12 @@ async def test_takes_render_and_stream_with_media_only_in_object_storage(s3, set
     assert f"media/{take.video.name}" in keys and f"media/{take.poster.name}" in keys
     assert {f"media/{f.image.name}" for f in frames} <= set(keys)
     # Nothing of the take on local disk: MEDIA_ROOT is empty, and the working copies of the
-    # video and frames went when the take finished (the references' copies stay, for reuse).
+    # video and frames went when the take finished (the copies of references and of line audio
+    # stay, for the next takes to reuse).
     assert local_files(settings.MEDIA_ROOT) == []
     cached = local_files(settings.MEDIA_CACHE_DIR)
-    assert cached and all("references" in path.parts for path in cached)
+    assert cached and all({"references", "line_audio"} & set(path.parts) for path in cached)
+    assert any(key.startswith("media/line_audio/") for key in keys)
 
     # The membership-checked view streams the video from the bucket.
     client = await sync_to_async(login)(drama.created_by)

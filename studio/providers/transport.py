@@ -56,6 +56,7 @@ class Outcome:
     units: float = 0.0
     request_id: str = ""
     ttft_ms: int | None = None
+    characters: int = 0  # of text spoken (speech)
 
 
 class HttpProvider:
@@ -216,6 +217,7 @@ class HttpProvider:
                 ok=True,
                 usage=outcome.usage,
                 units=outcome.units,
+                characters=outcome.characters,
                 request_id=outcome.request_id,
                 ttft_ms=outcome.ttft_ms,
                 started=started,

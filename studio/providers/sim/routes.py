@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from studio.providers.sim import ark, chat, comfyui, control, fal, jobs
+from studio.providers.sim import ark, chat, comfyui, control, fal, jobs, speech
 
 # Each video wire format under a prefix named after its VIDEO_API value, so one simulator serves
 # them all (`VIDEO_BASE_URL=http://127.0.0.1:PORT/ark`, ...).
@@ -32,6 +32,15 @@ def routes() -> list:
     table = [
         *mounted,
         ("POST", r"/v1/chat/completions", "chat", chat.chat),
+        # Speech on OpenAI's wire format (SPEECH_BASE_URL=http://127.0.0.1:PORT/v1).
+        ("POST", r"/v1/audio/speech", "speech", speech.openai_speech),
+        # ElevenLabs (SPEECH_API=elevenlabs, SPEECH_BASE_URL=http://127.0.0.1:PORT/elevenlabs).
+        (
+            "POST",
+            r"/elevenlabs/v1/text-to-speech/(?P<voice_id>[\w-]+)/with-timestamps",
+            "speech_elevenlabs",
+            speech.elevenlabs_speech,
+        ),
         # Also under /v1, as OpenAI serves it (VIDEO_BASE_URL=http://127.0.0.1:PORT/v1).
         *(
             (method, f"/v1{pattern}", name, handler)

@@ -130,6 +130,7 @@ class SimState:
         self.jobs: dict[str, dict] = {}
         self.jobs_by_key: dict[tuple[str, str], str] = {}
         self.seen_prompts: set[str] = set()
+        self.speech_bodies: list[dict] = []  # what the speech route received, in order
         # Scripted chat answers, one per request, before the default answers (see queue_replies).
         self.replies: deque[dict] = deque()
         self.url = ""  # set by the server once it listens; job outputs link to it
@@ -164,6 +165,7 @@ class SimState:
         self.clips.clear()
         self.jobs_by_key.clear()
         self.seen_prompts.clear()
+        self.speech_bodies.clear()
         self.rng = random.Random(self.config.seed)
 
     def snapshot(self, *, arrivals: bool = False) -> dict:

@@ -1,0 +1,142 @@
+"""Speech on ElevenLabs' wire format, with the character timings subtitles need.
+
+`POST {base}/v1/text-to-speech/{voice_id}/with-timestamps?output_format=mp3_44100_128` with
+`{text, model_id, voice_settings: {speed}}` and the key in `xi-api-key`; the answer is
+`{audio_base64, alignment: {characters, character_start_times_seconds,
+character_end_times_seconds}}`. Characters are grouped into words on whitespace: a word starts
+at its first character's start and ends at its last one's end (`timed=True`). SPEECH_BASE_URL
+is the API root (`https://api.elevenlabs.io`; a trailing `/v1` is accepted). ElevenLabs
+voices are ids, so a character needs one: an empty voice is refused before any call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+from dataclasses import dataclass
+
+from studio.providers.audio import NotAudio, speech_from_audio
+from studio.providers.base import Speech, SpeechCapabilities, SpeechRequest, WordTiming
+from studio.providers.errors import BadRequest, MalformedResponse
+from studio.providers.transport import HttpConfig, HttpProvider, Outcome, request_id_of
+
+OUTPUT_FORMAT = "mp3_44100_128"
+MAX_CHARACTERS = 5000
+SPEED_RANGE = (0.7, 1.2)  # what ElevenLabs' voice_settings.speed accepts
+
+
+@dataclass
+class ElevenLabsConfig(HttpConfig):
+    auth: str = "xi-api-key"
+
+
+class ElevenLabsSpeech(HttpProvider):
+    kind = "speech"
+
+    def __init__(self, config: ElevenLabsConfig, **kwargs) -> None:
+        config.base_url = config.base_url.rstrip("/").removesuffix("/v1")
+        super().__init__(config, **kwargs)
+        self.label = f"ElevenLabs ({config.model})"
+        self.capabilities = SpeechCapabilities(
+            emotion=False, word_timings=True, max_characters=MAX_CHARACTERS
+        )
+
+    def headers(self, url: str, *, idempotency_key: str = "") -> dict[str, str]:
+        headers = super().headers(url, idempotency_key=idempotency_key)
+        if "Authorization" in headers:  # transport's default; ElevenLabs reads xi-api-key
+            headers["xi-api-key"] = headers.pop("Authorization").removeprefix("Bearer ")
+        return headers
+
+    async def synthesize(self, request: SpeechRequest) -> Speech:
+        text = " ".join(request.text.split())
+        voice_id = request.voice.voice_id.strip()
+        if not text:
+            raise BadRequest("there is no text to speak", provider=self.name)
+        if not voice_id:
+            raise BadRequest(
+                "ElevenLabs needs a voice: set the character's voice to an ElevenLabs voice id",
+                provider=self.name,
+            )
+        if len(text) > MAX_CHARACTERS:
+            raise BadRequest(
+                f"a line is at most {MAX_CHARACTERS} characters for {self.name}",
+                provider=self.name,
+            )
+        low, high = SPEED_RANGE
+        body = {
+            "text": text,
+            "model_id": self.model,
+            "voice_settings": {"speed": min(max(request.voice.speed, low), high)},
+        }
+        url = self.url(f"v1/text-to-speech/{voice_id}/with-timestamps")
+
+        async def attempt() -> Outcome:
+            response = await self.send(
+                "POST",
+                url,
+                params={"output_format": OUTPUT_FORMAT},
+                json=body,
+                headers=self.headers(url),
+            )
+            answer = self.json_of(response)
+            request_id = request_id_of(response)
+            spoken = self._speech(answer, text=text, request_id=request_id)
+            return Outcome(value=spoken, characters=len(text), request_id=request_id)
+
+        return await self.call(operation="speech.synthesize", attempt=attempt)
+
+    def _speech(self, answer: dict, *, text: str, request_id: str) -> Speech:
+        def malformed(why: str) -> MalformedResponse:
+            return MalformedResponse(why, provider=self.name, request_id=request_id)
+
+        try:
+            audio = base64.b64decode(answer.get("audio_base64") or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise malformed("audio_base64 is not base64") from None
+        words = self._words(answer.get("alignment"), malformed)
+        try:
+            spoken = speech_from_audio(audio, text=text, words=words, request_id=request_id)
+        except NotAudio as error:
+            raise malformed(f"the answer's audio is not audio ({error})") from None
+        if words and words[-1].end_s > spoken.duration_s + 0.25:
+            raise malformed("the alignment runs past the end of the audio")
+        return spoken
+
+    @staticmethod
+    def _words(alignment, malformed) -> tuple[WordTiming, ...]:
+        if not isinstance(alignment, dict):
+            raise malformed("the answer has no alignment")
+        characters = alignment.get("characters")
+        starts = alignment.get("character_start_times_seconds")
+        ends = alignment.get("character_end_times_seconds")
+        if not (
+            isinstance(characters, list)
+            and isinstance(starts, list)
+            and isinstance(ends, list)
+            and len(characters) == len(starts) == len(ends)
+            and characters
+        ):
+            raise malformed("the alignment's characters and times do not line up")
+        try:
+            times = [
+                (str(c), float(s), float(e))
+                for c, s, e in zip(characters, starts, ends, strict=True)
+            ]
+        except (TypeError, ValueError):
+            raise malformed("the alignment has times that are not numbers") from None
+        words, current = [], []
+        for char, start, end in [*times, (" ", 0.0, 0.0)]:
+            if char.isspace():
+                if current:
+                    words.append(
+                        WordTiming(
+                            "".join(c for c, _s, _e in current), current[0][1], current[-1][2]
+                        )
+                    )
+                current = []
+            else:
+                current.append((char, start, end))
+        if any(b.start_s < a.start_s for a, b in itertools.pairwise(words)):
+            raise malformed("the alignment's words go back in time")
+        return tuple(words)
