@@ -73,6 +73,19 @@ def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
     return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32767.0, rate
 
 
+def spoken_text(text: str, *, limit: int, provider: str) -> str:
+    """The line as a speech service gets it (whitespace tidied), or a clear refusal before
+    any call: nothing to say, or more than the service takes at once."""
+    from studio.providers.errors import BadRequest
+
+    text = " ".join(text.split())
+    if not text:
+        raise BadRequest("there is no text to speak", provider=provider)
+    if len(text) > limit:
+        raise BadRequest(f"a line is at most {limit} characters for {provider}", provider=provider)
+    return text
+
+
 WORD = re.compile(r"\S+")
 
 

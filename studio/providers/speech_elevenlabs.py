@@ -16,7 +16,7 @@ import binascii
 import itertools
 from dataclasses import dataclass
 
-from studio.providers.audio import NotAudio, speech_from_audio
+from studio.providers.audio import NotAudio, speech_from_audio, spoken_text
 from studio.providers.base import Speech, SpeechCapabilities, SpeechRequest, WordTiming
 from studio.providers.errors import BadRequest, MalformedResponse
 from studio.providers.transport import HttpConfig, HttpProvider, Outcome, request_id_of
@@ -49,18 +49,11 @@ class ElevenLabsSpeech(HttpProvider):
         return headers
 
     async def synthesize(self, request: SpeechRequest) -> Speech:
-        text = " ".join(request.text.split())
+        text = spoken_text(request.text, limit=MAX_CHARACTERS, provider=self.name)
         voice_id = request.voice.voice_id.strip()
-        if not text:
-            raise BadRequest("there is no text to speak", provider=self.name)
         if not voice_id:
             raise BadRequest(
                 "ElevenLabs needs a voice: set the character's voice to an ElevenLabs voice id",
-                provider=self.name,
-            )
-        if len(text) > MAX_CHARACTERS:
-            raise BadRequest(
-                f"a line is at most {MAX_CHARACTERS} characters for {self.name}",
                 provider=self.name,
             )
         low, high = SPEED_RANGE

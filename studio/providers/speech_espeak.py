@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.cpu import run_cpu
-from studio.providers.audio import wav_bytes
+from studio.providers.audio import spoken_text, wav_bytes
 from studio.providers.base import Speech, SpeechCapabilities, SpeechRequest, WordTiming
 from studio.providers.errors import BadRequest
 from studio.providers.ledger import DbLedger, Recorder, UsageEntry
@@ -202,14 +202,7 @@ class EspeakSpeech:
         )
 
     async def synthesize(self, request: SpeechRequest) -> Speech:
-        text = " ".join(request.text.split())
-        if not text:
-            raise BadRequest("there is no text to speak", provider=self.name)
-        if len(text) > MAX_CHARACTERS:
-            raise BadRequest(
-                f"a line is at most {MAX_CHARACTERS} characters for the offline voice",
-                provider=self.name,
-            )
+        text = spoken_text(request.text, limit=MAX_CHARACTERS, provider="the offline voice")
         voice = request.voice
         started = time.perf_counter()
         try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio.providers.audio import NotAudio, speech_from_audio
+from studio.providers.audio import NotAudio, speech_from_audio, spoken_text
 from studio.providers.base import Speech, SpeechCapabilities, SpeechRequest
-from studio.providers.errors import BadRequest, MalformedResponse
+from studio.providers.errors import MalformedResponse
 from studio.providers.transport import HttpConfig, HttpProvider, Outcome, request_id_of
 
 DEFAULT_VOICE = "alloy"
@@ -68,14 +68,7 @@ class OpenAISpeech(HttpProvider):
         return body
 
     async def synthesize(self, request: SpeechRequest) -> Speech:
-        text = " ".join(request.text.split())
-        if not text:
-            raise BadRequest("there is no text to speak", provider=self.name)
-        if len(text) > MAX_CHARACTERS:
-            raise BadRequest(
-                f"a line is at most {MAX_CHARACTERS} characters for {self.name}",
-                provider=self.name,
-            )
+        text = spoken_text(request.text, limit=MAX_CHARACTERS, provider=self.name)
         request = SpeechRequest(text=text, voice=request.voice, emotion=request.emotion)
         url = self.url("audio/speech")
 
