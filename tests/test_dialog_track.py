@@ -322,3 +322,21 @@ async def test_a_remote_speech_service_voices_the_take(offline, settings):
     samples, rate, _video_s = audio_of(take)
     for entry in take.dialog_track:
         assert rms(samples, rate, entry["start_s"] + 0.05, entry["end_s"] - 0.05) > 0.02
+
+
+async def test_the_take_page_shows_who_speaks_and_when(offline):
+    from django.urls import reverse
+
+    from tests.conftest import login
+
+    drama, scene = await sync_to_async(dialog_scene)()
+    take = await render(drama, scene)
+    client = await sync_to_async(login)(drama.created_by)
+    url = reverse("take_review", kwargs={"drama_id": drama.id, "take_id": take.id})
+
+    page = (await sync_to_async(client.get)(url)).content.decode()
+
+    assert "Spoken by the studio's dialog track (3 lines)" in page
+    first = take.dialog_track[0]
+    assert f"{first['start_s']:.2f}-{first['end_s']:.2f} s" in page
+    assert "I never left." in page
