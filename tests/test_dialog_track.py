@@ -340,3 +340,30 @@ async def test_the_take_page_shows_who_speaks_and_when(offline):
     first = take.dialog_track[0]
     assert f"{first['start_s']:.2f}-{first['end_s']:.2f} s" in page
     assert "I never left." in page
+
+
+@pytest.mark.django_db
+def test_a_voice_out_of_range_is_refused_and_nothing_is_saved(client):
+    from django.urls import reverse
+
+    from characters.models import Character
+    from tests.factories import create_character, create_drama, create_user
+
+    owner = create_user()
+    drama = create_drama(owner=owner)
+    character = create_character(drama=drama, name="Ada")
+    client.force_login(owner)
+    url = reverse("character_edit", args=[drama.id, character.id])
+
+    response = client.post(url, {"name": "Ada", "voice_speed": "5", "voice_pitch": "-30"})
+
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "less than or equal to 2.0" in page and "greater than or equal to -12" in page
+    saved = Character.objects.get(id=character.id)
+    assert (saved.voice_speed, saved.voice_pitch) == (1.0, 0.0)
+
+    response = client.post(url, {"name": "Ada", "voice_id": "f2", "voice_speed": "1.3"})
+    saved.refresh_from_db()
+    assert response.status_code == 302
+    assert (saved.voice_id, saved.voice_speed, saved.voice_pitch) == ("f2", 1.3, 0.0)
