@@ -39,6 +39,15 @@ async def finished(ids):
     return check
 
 
+async def settled(ids):
+    async def check():
+        job_ids = [t.job_id async for t in Take.objects.filter(id__in=ids)]
+        jobs = Job.objects.filter(id__in=job_ids, status="succeeded")
+        return await jobs.acount() == len(ids)
+
+    return check
+
+
 async def test_it_renders_samples_and_scores_every_scene_offline():
     drama, _chapter, cast = await sync_to_async(two_person_drama)()
     scenes = [cast["first"], cast["second"]]
@@ -46,6 +55,9 @@ async def test_it_renders_samples_and_scores_every_scene_offline():
 
     async with running():
         await wait_for(await finished([t.id for t in takes]), timeout=60)
+        # A take is marked done just before its job settles: stopping the worker in between
+        # would hand the job back to the queue (to run `finish` again), not fail it.
+        await wait_for(await settled([t.id for t in takes]), timeout=10)
 
     for take in takes:
         take = await Take.objects.select_related("scene").aget(id=take.id)
