@@ -5,20 +5,31 @@
 `{audio_base64, alignment: {characters, character_start_times_seconds,
 character_end_times_seconds}}`. Characters are grouped into words on whitespace: a word starts
 at its first character's start and ends at its last one's end (`timed=True`). SPEECH_BASE_URL
-is the API root (`https://api.elevenlabs.io`; a trailing `/v1` is accepted). ElevenLabs
-voices are ids, so a character needs one: an empty voice is refused before any call.
+is the API root (`https://api.elevenlabs.io`); a trailing `/v1` is dropped, so both spellings
+work and the path is never doubled. ElevenLabs voices are ids, so a character needs one: an
+empty voice is refused before any call. Errors come as `{"detail": {"status", "message"}}` (or
+FastAPI's `{"detail": [{"msg"}]}` on a 422): the vendor's message is kept in the error.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
+import httpx
+
 from studio.providers.audio import NotAudio, speech_from_audio, spoken_text
 from studio.providers.base import Speech, SpeechCapabilities, SpeechRequest, WordTiming
-from studio.providers.errors import BadRequest, MalformedResponse
+from studio.providers.errors import (
+    BadRequest,
+    MalformedResponse,
+    ProviderError,
+    error_for_status,
+    parse_retry_after,
+)
 from studio.providers.transport import HttpConfig, HttpProvider, Outcome, request_id_of
 
 OUTPUT_FORMAT = "mp3_44100_128"
@@ -35,7 +46,10 @@ class ElevenLabsSpeech(HttpProvider):
     kind = "speech"
 
     def __init__(self, config: ElevenLabsConfig, **kwargs) -> None:
-        config.base_url = config.base_url.rstrip("/").removesuffix("/v1")
+        # A copy: the caller's config (the registry's) keeps the URL it was given.
+        config = dataclasses.replace(
+            config, base_url=config.base_url.rstrip("/").removesuffix("/v1")
+        )
         super().__init__(config, **kwargs)
         self.label = f"ElevenLabs ({config.model})"
         self.capabilities = SpeechCapabilities(
@@ -47,6 +61,31 @@ class ElevenLabsSpeech(HttpProvider):
         if "Authorization" in headers:  # transport's default; ElevenLabs reads xi-api-key
             headers["xi-api-key"] = headers.pop("Authorization").removeprefix("Bearer ")
         return headers
+
+    def error_from_response(self, response: httpx.Response) -> ProviderError:
+        """ElevenLabs puts its message under `detail`, not OpenAI's `error`."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if detail is None:
+            return super().error_from_response(response)
+        message, code = "", ""
+        if isinstance(detail, dict):
+            message, code = str(detail.get("message") or ""), str(detail.get("status") or "")
+        elif isinstance(detail, list):  # a 422 from request validation
+            message = "; ".join(str(d.get("msg") or d) for d in detail if isinstance(d, dict))
+        else:
+            message = str(detail)
+        return error_for_status(
+            response.status_code,
+            provider=self.name,
+            message=self.clean(message),
+            error_type=code,
+            retry_after_s=parse_retry_after(response.headers, cap_s=self.config.retry_after_cap_s),
+            request_id=request_id_of(response),
+        )
 
     async def synthesize(self, request: SpeechRequest) -> Speech:
         text = spoken_text(request.text, limit=MAX_CHARACTERS, provider=self.name)
@@ -83,8 +122,11 @@ class ElevenLabsSpeech(HttpProvider):
         def malformed(why: str) -> MalformedResponse:
             return MalformedResponse(why, provider=self.name, request_id=request_id)
 
+        encoded = answer.get("audio_base64")
+        if not encoded:
+            raise malformed("the answer has no audio_base64")
         try:
-            audio = base64.b64decode(answer.get("audio_base64") or "", validate=True)
+            audio = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError, TypeError):
             raise malformed("audio_base64 is not base64") from None
         words = self._words(answer.get("alignment"), malformed)
@@ -118,6 +160,10 @@ class ElevenLabsSpeech(HttpProvider):
             ]
         except (TypeError, ValueError):
             raise malformed("the alignment has times that are not numbers") from None
+        if any(not (0 <= start <= end) for _c, start, end in times):
+            raise malformed(
+                "the alignment has a character time that is negative or ends before it starts"
+            )
         words, current = [], []
         for char, start, end in [*times, (" ", 0.0, 0.0)]:
             if char.isspace():
@@ -130,6 +176,8 @@ class ElevenLabsSpeech(HttpProvider):
                 current = []
             else:
                 current.append((char, start, end))
+        if not words:
+            raise malformed("the alignment has no words")
         if any(b.start_s < a.start_s for a, b in itertools.pairwise(words)):
             raise malformed("the alignment's words go back in time")
         return tuple(words)

@@ -30,6 +30,8 @@ VOICES = (
     "sage",
     "shimmer",
     "verse",
+    "marin",
+    "cedar",
 )
 NO_INSTRUCTIONS = ("tts-1", "tts-1-hd")  # OpenAI's older models refuse `instructions`
 MAX_CHARACTERS = 4096

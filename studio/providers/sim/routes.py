@@ -32,8 +32,10 @@ def routes() -> list:
     table = [
         *mounted,
         ("POST", r"/v1/chat/completions", "chat", chat.chat),
-        # Speech on OpenAI's wire format (SPEECH_BASE_URL=http://127.0.0.1:PORT/v1).
+        # Speech on OpenAI's wire format (SPEECH_BASE_URL=http://127.0.0.1:PORT/v1, or /openai
+        # after its SPEECH_API value like the video prefixes; one route name, one count).
         ("POST", r"/v1/audio/speech", "speech", speech.openai_speech),
+        ("POST", r"/openai/audio/speech", "speech", speech.openai_speech),
         # ElevenLabs (SPEECH_API=elevenlabs, SPEECH_BASE_URL=http://127.0.0.1:PORT/elevenlabs).
         (
             "POST",
