@@ -202,7 +202,11 @@ class TakeRun:
             await self.ctx.progress(PROGRESS["speech"] * done / total, note=f"Spoke {done}/{total}")
 
         result = await speech.speak_scene(
-            scene=scene, speech=voice, start_s=await self.title_card_end_s(), progress=spoken
+            scene=scene,
+            lines=lines,
+            speech=voice,
+            start_s=await self.title_card_end_s(),
+            progress=spoken,
         )
         note = f"Dialog: {len(lines)} lines, {result['synthesised']} spoken now"
         if result["needed_s"] > scene.duration_s + 0.05:

@@ -115,11 +115,15 @@ def scene_lines(*, scene_id: int) -> list[DialogLine]:
 
 
 async def speak_scene(
-    *, scene: Scene, speech: SpeechProvider, start_s: float, progress=None
+    *,
+    scene: Scene,
+    lines: list[DialogLine],
+    speech: SpeechProvider,
+    start_s: float,
+    progress=None,
 ) -> dict:
     """Every line of the scene spoken (cached lines reused) and placed. Returns the track, how
     long the scene must be to hold it, and how many lines were synthesised now."""
-    lines = await sync_to_async(scene_lines)(scene_id=scene.id)
     cast = await sync_to_async(_cast_ids)(scene_id=scene.id)
     if cast - {line.speaker_id for line in lines}:
         start_s += ESTABLISHING_S

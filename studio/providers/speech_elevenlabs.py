@@ -19,16 +19,11 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 
-import httpx
-
 from studio.providers.audio import NotAudio, speech_from_audio, spoken_text
 from studio.providers.base import Speech, SpeechCapabilities, SpeechRequest, WordTiming
 from studio.providers.errors import (
     BadRequest,
     MalformedResponse,
-    ProviderError,
-    error_for_status,
-    parse_retry_after,
 )
 from studio.providers.transport import HttpConfig, HttpProvider, Outcome, request_id_of
 
@@ -62,30 +57,16 @@ class ElevenLabsSpeech(HttpProvider):
             headers["xi-api-key"] = headers.pop("Authorization").removeprefix("Bearer ")
         return headers
 
-    def error_from_response(self, response: httpx.Response) -> ProviderError:
+    def vendor_message(self, body) -> tuple[str, str]:
         """ElevenLabs puts its message under `detail`, not OpenAI's `error`."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
         detail = body.get("detail") if isinstance(body, dict) else None
         if detail is None:
-            return super().error_from_response(response)
-        message, code = "", ""
+            return super().vendor_message(body)
         if isinstance(detail, dict):
-            message, code = str(detail.get("message") or ""), str(detail.get("status") or "")
-        elif isinstance(detail, list):  # a 422 from request validation
-            message = "; ".join(str(d.get("msg") or d) for d in detail if isinstance(d, dict))
-        else:
-            message = str(detail)
-        return error_for_status(
-            response.status_code,
-            provider=self.name,
-            message=self.clean(message),
-            error_type=code,
-            retry_after_s=parse_retry_after(response.headers, cap_s=self.config.retry_after_cap_s),
-            request_id=request_id_of(response),
-        )
+            return str(detail.get("message") or ""), str(detail.get("status") or "")
+        if isinstance(detail, list):  # a 422 from request validation
+            return "; ".join(str(d.get("msg") or d) for d in detail if isinstance(d, dict)), ""
+        return str(detail), ""
 
     async def synthesize(self, request: SpeechRequest) -> Speech:
         text = spoken_text(request.text, limit=MAX_CHARACTERS, provider=self.name)

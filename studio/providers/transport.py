@@ -129,18 +129,11 @@ class HttpProvider:
 
     def error_from_response(self, response: httpx.Response) -> ProviderError:
         """A typed error from a non-2xx answer: vendor message and type, Retry-After."""
-        message, error_type = "", ""
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
             body = None
-        if isinstance(body, dict):
-            detail = body.get("error", body)
-            if isinstance(detail, dict):
-                message = str(detail.get("message") or "")
-                error_type = str(detail.get("type") or detail.get("code") or "")
-            elif isinstance(detail, str):
-                message = detail
+        message, error_type = self.vendor_message(body)
         return error_for_status(
             response.status_code,
             provider=self.name,
@@ -149,6 +142,19 @@ class HttpProvider:
             retry_after_s=parse_retry_after(response.headers, cap_s=self.config.retry_after_cap_s),
             request_id=request_id_of(response),
         )
+
+    def vendor_message(self, body) -> tuple[str, str]:
+        """(message, error type) from an error answer's JSON: OpenAI's `{"error": {...}}`
+        shape; an adapter whose vendor answers otherwise overrides this."""
+        message, error_type = "", ""
+        if isinstance(body, dict):
+            detail = body.get("error", body)
+            if isinstance(detail, dict):
+                message = str(detail.get("message") or "")
+                error_type = str(detail.get("type") or detail.get("code") or "")
+            elif isinstance(detail, str):
+                message = detail
+        return message, error_type
 
     def json_of(self, response: httpx.Response) -> dict:
         try:
