@@ -16,6 +16,8 @@ class CharacterAdmin(admin.ModelAdmin):
     search_fields = ["name", "drama__title"]
     list_select_related = ["drama"]
     inlines = [ReferenceImageInline]
+    # Uploaded on the character form only, where it is decoded and normalised (characters.voices).
+    exclude = ["voice_sample"]
 
 
 @admin.register(ReferenceImage)

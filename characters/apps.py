@@ -6,5 +6,5 @@ class CharactersConfig(AppConfig):
     verbose_name = "Characters"
 
     def ready(self) -> None:
-        # Connects the receiver that deletes a deleted reference image's stored file.
+        # Connects the receivers that delete a deleted reference image's or voice sample's file.
         from characters import signals  # noqa: F401

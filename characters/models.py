@@ -5,6 +5,19 @@ from django.db.models.functions import Lower
 from characters.consistency import similarity_to_score
 
 
+class VoiceProvider(models.TextChoices):
+    """The speech service a character's voice id was chosen for."""
+
+    STUDIO = "", "The studio's speech service"
+    OFFLINE = "espeak-ng", "Offline voice (espeak-ng)"
+    OPENAI = "openai", "OpenAI-compatible"
+    ELEVENLABS = "elevenlabs", "ElevenLabs"
+
+
+def voice_sample_upload_path(instance: "Character", filename: str) -> str:
+    return f"voice_samples/{instance.pk}/{filename}"
+
+
 class Character(models.Model):
     # A string reference: characters never imports the dramas package (DESIGN.md §2).
     drama = models.ForeignKey("dramas.Drama", on_delete=models.CASCADE, related_name="characters")
@@ -16,12 +29,22 @@ class Character(models.Model):
     )
     voice = models.CharField(max_length=200, blank=True, help_text="Voice notes for lip sync.")
     # The voice profile every line of theirs is spoken with (studio.providers.base.Voice).
+    voice_provider = models.CharField(
+        "voice service",
+        max_length=20,
+        choices=VoiceProvider,
+        default=VoiceProvider.STUDIO,
+        blank=True,
+        help_text="The service the voice below belongs to. A service this studio is not set up "
+        "for speaks with its own default voice instead, and the page says so.",
+    )
     voice_id = models.CharField(
         "voice",
         max_length=100,
         blank=True,
-        help_text="The speech service's voice (offline: an espeak-ng variant such as f3 or m2); "
-        "empty for its default voice.",
+        help_text="The service's voice (offline: an espeak-ng variant such as f3 or m2; "
+        "ElevenLabs: a voice id); empty for its default voice, or, with a voice sample and "
+        "ElevenLabs, a voice cloned from the sample.",
     )
     voice_language = models.CharField(
         "language", max_length=20, default="en", help_text="en, en-us, cmn, yue, es, fr, ..."
@@ -38,6 +61,13 @@ class Character(models.Model):
         validators=[MinValueValidator(-12), MaxValueValidator(12)],
         help_text="Semitones, -12 to 12 (services without pitch ignore it).",
     )
+    # A recording of the voice, for services that clone voices: a normalised mono WAV copy.
+    voice_sample = models.FileField(upload_to=voice_sample_upload_path, blank=True)
+    voice_sample_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    voice_sample_s = models.FloatField(null=True, blank=True, editable=False)
+    # The sample the voice id was cloned from (sha256; "" for a voice chosen by hand): a new
+    # sample makes the studio clone again.
+    voice_cloned_from = models.CharField(max_length=64, blank=True, editable=False)
     # The profile: L2-normalised mean of the good references' face embeddings (float32 bytes).
     embedding = models.BinaryField(null=True, blank=True, editable=False)
     embedding_model = models.CharField(max_length=100, blank=True, editable=False)

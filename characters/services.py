@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from characters import consistency, faces
 from characters.models import Character, ReferenceImage, ReferenceQuality
 from characters.uploads import UploadRejected, normalise_image, read_limited
+from characters.voices import VoiceSample
 from studio.files import delete_after_commit
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,16 @@ LEFT_OUT = "Left out of the profile."
 
 @transaction.atomic
 def character_create(
-    *, drama, name: str, appearance_notes: str = "", voice: str = "", **voice_profile
+    *,
+    drama,
+    name: str,
+    appearance_notes: str = "",
+    voice: str = "",
+    voice_sample: VoiceSample | None = None,
+    **voice_profile,
 ) -> Character:
-    """`voice_profile`: voice_id, voice_language, voice_speed, voice_pitch (model defaults)."""
+    """`voice_profile`: voice_provider, voice_id, voice_language, voice_speed, voice_pitch
+    (model defaults). `voice_sample`: a checked recording (characters.voices)."""
     character = Character(
         drama=drama,
         name=" ".join(name.split()),
@@ -43,22 +51,73 @@ def character_create(
     )
     character.full_clean()
     character.save()
+    if voice_sample:
+        _voice_sample_store(character=character, sample=voice_sample)
     return character
 
 
 @transaction.atomic
-def character_update(*, character: Character, **fields) -> Character:
+def character_update(
+    *, character: Character, voice_sample: VoiceSample | bool | None = None, **fields
+) -> Character:
+    """`voice_sample`: a new recording, False to remove the stored one, None to keep it."""
+    stored_voice_id = (
+        Character.objects.filter(pk=character.pk).values_list("voice_id", flat=True).first()
+    )
     for name, value in fields.items():
         setattr(character, name, value)
     character.name = " ".join(character.name.split())
+    if character.voice_id != stored_voice_id:
+        character.voice_cloned_from = ""  # a voice chosen by hand, not the clone any more
     character.full_clean()
     character.save()
+    if voice_sample is False:
+        _voice_sample_remove(character=character)
+    elif voice_sample:
+        _voice_sample_store(character=character, sample=voice_sample)
     return character
+
+
+SAMPLE_FIELDS = ["voice_sample", "voice_sample_sha256", "voice_sample_s", "updated_at"]
+
+
+def _voice_sample_store(*, character: Character, sample: VoiceSample) -> None:
+    """Store the sample as the character's; the one it replaces goes once this commits. A voice
+    cloned from the old sample is cloned again from this one (dramas.speech.voicing)."""
+    if sample.sha256 == character.voice_sample_sha256 and character.voice_sample:
+        return
+    replaced = character.voice_sample.name
+    stored_name = None
+    try:
+        character.voice_sample.save(
+            f"{sample.sha256[:16]}.wav", ContentFile(sample.content), save=False
+        )
+        stored_name = character.voice_sample.name
+        character.voice_sample_sha256 = sample.sha256
+        character.voice_sample_s = sample.seconds
+        character.save(update_fields=SAMPLE_FIELDS)
+    except Exception:
+        if stored_name:
+            # No committed row will ever name it: the transaction that would is failing.
+            character.voice_sample.storage.delete(stored_name)
+        raise
+    if replaced and replaced != stored_name:
+        delete_after_commit([replaced])
+
+
+def _voice_sample_remove(*, character: Character) -> None:
+    """The stored sample goes once this commits; a voice already cloned from it is kept."""
+    replaced = character.voice_sample.name
+    character.voice_sample = ""
+    character.voice_sample_sha256 = ""
+    character.voice_sample_s = None
+    character.save(update_fields=SAMPLE_FIELDS)
+    delete_after_commit([replaced])
 
 
 @transaction.atomic
 def character_delete(*, character: Character) -> None:
-    """Its reference images' files follow their rows (characters/signals.py)."""
+    """Its reference images' and voice sample's files follow their rows (characters/signals.py)."""
     character.delete()
 
 

@@ -7,18 +7,23 @@ unchanged line is found again and never paid for twice, whichever take or scene 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from dataclasses import asdict
+import threading
+from dataclasses import asdict, dataclass, replace
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils.text import slugify
 
+from characters.voices import SERVICE_LABELS, voice_id_problem
 from dramas.dialog_audio import SpokenLine, needed_seconds, place
 from dramas.models import DialogLine, LineAudio, Scene
 from studio.media import local_path
 from studio.providers.base import SpeechProvider, SpeechRequest, Voice
+from studio.providers.errors import ProviderError
 from studio.providers.ledger import usage_scope
 
 NARRATOR_VOICE = Voice()
@@ -39,6 +44,160 @@ def voice_of(character) -> Voice:
     )
 
 
+@dataclass(frozen=True)
+class VoicePlan:
+    service: SpeechProvider
+    voice: Voice
+    note: str = ""  # for the producer: why the character's own voice is not the one heard
+    clone: bool = False  # the service makes the voice from the character's sample first
+    from_sample: bool = False  # the voice is made from the sample: it carries the recording
+
+
+def voice_plan(character) -> VoicePlan:
+    """Which service and voice speak the character's lines, decided without calling anyone.
+
+    The character's voice belongs to a service (`voice_provider`; "" is the studio's own): the
+    offline voice is always there, a remote one only when it is the configured SPEECH_API.
+    When that service is not this studio's, or the voice id cannot be one of its voices, the
+    studio's service speaks the lines with its default voice and the note says so."""
+    from studio.providers import registry
+
+    studio = registry.speech()
+    if character is None:
+        return VoicePlan(studio, NARRATOR_VOICE)
+    voice = voice_of(character)
+    api = character.voice_provider or registry.speech_api()
+    service = registry.speech(api)
+    name = character.name
+    if service is None:
+        chosen = f" “{voice.voice_id}”" if voice.voice_id else ""
+        why = (
+            f"{name}'s voice{chosen} is for {SERVICE_LABELS.get(api, api)}, which this studio "
+            "is not set up for."
+        )
+        return _studio_default(character, studio, why)
+    if _needs_clone(character, service):
+        return VoicePlan(service, voice, clone=True)
+    problem = voice_id_problem(api=api, voice_id=voice.voice_id)
+    if problem:
+        return _studio_default(character, studio, problem)
+    # The sample is part of the voice (and so of each line's cache key) when the voice is made
+    # from it: the sample's clone, or a service that takes the recording with every line.
+    from_sample = bool(character.voice_sample) and (
+        character.voice_cloned_from == character.voice_sample_sha256 or service.capabilities.cloning
+    )
+    note = ""
+    if not voice.voice_id and service.capabilities.needs_voice:
+        note = (
+            f"{service.label} has no default voice: give {name} one of its voice ids, or a "
+            "voice sample to clone, before their lines can be spoken."
+        )
+    elif not voice.voice_id and character.voice_sample and not service.capabilities.cloning:
+        note = (
+            f"{name}'s voice sample is used by services that clone voices (ElevenLabs); "
+            f"{service.label} speaks their lines with its default voice."
+        )
+    return VoicePlan(service, voice, note=note, from_sample=from_sample)
+
+
+def _studio_default(character, studio: SpeechProvider, why: str) -> VoicePlan:
+    name = character.name
+    if studio.capabilities.needs_voice:
+        then = (
+            f"The studio's speech service ({studio.label}) has no default voice, so {name}'s "
+            "lines cannot be spoken until they have one of its voices."
+        )
+    else:
+        then = (
+            f"Until then, the studio's speech service ({studio.label}) speaks {name}'s lines "
+            "with its default voice."
+        )
+    return VoicePlan(studio, replace(voice_of(character), voice_id=""), note=f"{why} {then}")
+
+
+def _needs_clone(character, service: SpeechProvider) -> bool:
+    """A sample to make the voice from, and no voice yet (or one cloned from an older one)."""
+    if not (service.capabilities.clones_voices and character.voice_sample):
+        return False
+    stale = character.voice_cloned_from not in ("", character.voice_sample_sha256)
+    return not character.voice_id.strip() or stale
+
+
+def _sample_bytes(character) -> bytes:
+    with character.voice_sample.open("rb") as handle:
+        return handle.read()
+
+
+def voicing(character) -> tuple[SpeechProvider, Voice]:
+    """The speech service and voice a character's lines are spoken with: the one place that
+    decides it (see voice_plan). A voice still to be cloned from the character's sample is
+    cloned here, once, and kept on the character."""
+    plan = voice_plan(character)
+    if plan.clone:
+        character = voice_clone(character=character, service=plan.service)
+        plan = voice_plan(character)
+    if plan.from_sample:
+        return plan.service, replace(plan.voice, reference_audio=_sample_bytes(character))
+    return plan.service, plan.voice
+
+
+def voicing_note(character) -> str:
+    """What the producer should know about how the character's lines are voiced ("" when
+    they are spoken in the character's own voice): for the character page and a take's
+    dialog note."""
+    return voice_plan(character).note
+
+
+def voicing_notes(characters) -> str:
+    """The notes of these characters (a take's speakers), each once, in the order given."""
+    notes = []
+    for character in characters:
+        note = voicing_note(character)
+        if note and note not in notes:
+            notes.append(note)
+    return " ".join(notes)
+
+
+# Within one process, one clone at a time: the others then find the voice already made.
+_clone_lock = threading.Lock()
+
+
+def voice_clone(*, character, service: SpeechProvider):
+    """Make the character's voice from their sample with the service's voice cloning, and keep
+    its id on the character (voice service: that one). Once: a voice is only cloned while
+    the character still needs one, and a clone stored first by another worker wins (ours is
+    removed from the service again). Booked to the drama, not to any take."""
+    from characters.models import Character
+    from studio.providers import registry
+
+    with _clone_lock:
+        fresh = Character.objects.select_related("drama").get(pk=character.pk)
+        if _needs_clone(fresh, service):
+            with usage_scope(drama_id=fresh.drama_id):
+                voice_id = async_to_sync(service.clone_voice)(
+                    name=f"{fresh.name} · {fresh.drama.title}",
+                    sample=_sample_bytes(fresh),
+                    filename=f"{slugify(fresh.name) or 'voice'}.wav",
+                )
+                kept = Character.objects.filter(
+                    pk=fresh.pk,
+                    voice_id=fresh.voice_id,
+                    voice_sample_sha256=fresh.voice_sample_sha256,
+                ).update(
+                    voice_id=voice_id,
+                    # Only the studio's own remote service is ever asked to clone.
+                    voice_provider=registry.speech_api(),
+                    voice_cloned_from=fresh.voice_sample_sha256,
+                )
+                if not kept:  # stored meanwhile by another worker, or changed by the producer
+                    with contextlib.suppress(ProviderError):
+                        async_to_sync(service.delete_voice)(voice_id)
+            fresh.refresh_from_db()
+    for field in ("voice_id", "voice_provider", "voice_cloned_from"):
+        setattr(character, field, getattr(fresh, field))
+    return fresh
+
+
 def line_key(*, text: str, voice: Voice, emotion: str, provider: str, model: str) -> str:
     profile = {k: v for k, v in asdict(voice).items() if k != "reference_audio"}
     if voice.reference_audio:
@@ -48,15 +207,21 @@ def line_key(*, text: str, voice: Voice, emotion: str, provider: str, model: str
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+def spoken_key(*, text: str, voice: Voice, emotion: str, speech: SpeechProvider) -> str:
+    """The cache key `line_audio` files a line under (its text with whitespace collapsed)."""
+    text = " ".join(text.split())
+    return line_key(
+        text=text, voice=voice, emotion=emotion, provider=speech.name, model=speech.model
+    )
+
+
 async def line_audio(
     *, text: str, voice: Voice, emotion: str, speech: SpeechProvider
 ) -> tuple[LineAudio, bool]:
     """The line's stored audio, synthesised only if no identical line was spoken before.
     Returns (row, made now)."""
     text = " ".join(text.split())
-    key = line_key(
-        text=text, voice=voice, emotion=emotion, provider=speech.name, model=speech.model
-    )
+    key = spoken_key(text=text, voice=voice, emotion=emotion, speech=speech)
     found = await LineAudio.objects.filter(key=key).afirst()
     if found is not None:
         return found, False
@@ -94,14 +259,10 @@ PREVIEW_LINE = "Hello, I'm {name}. This is how I sound in every scene."
 def voice_preview(*, character) -> LineAudio:
     """A line in the character's voice through the configured speech service (sync: the
     preview view). Cached like every line: replaying it costs nothing."""
-    from studio.providers import registry
-
+    service, voice = voicing(character)
     with usage_scope(drama_id=character.drama_id):
         row, _made = async_to_sync(line_audio)(
-            text=PREVIEW_LINE.format(name=character.name),
-            voice=voice_of(character),
-            emotion="",
-            speech=registry.speech(),
+            text=PREVIEW_LINE.format(name=character.name), voice=voice, emotion="", speech=service
         )
     return row
 
@@ -118,7 +279,6 @@ async def speak_scene(
     *,
     scene: Scene,
     lines: list[DialogLine],
-    speech: SpeechProvider,
     start_s: float,
     progress=None,
 ) -> dict:
@@ -129,8 +289,9 @@ async def speak_scene(
         start_s += ESTABLISHING_S
     spoken, made = [], 0
     for index, line in enumerate(lines):
+        service, voice = await sync_to_async(voicing)(line.speaker)
         row, new = await line_audio(
-            text=line.line, voice=voice_of(line.speaker), emotion=line.emotion, speech=speech
+            text=line.line, voice=voice, emotion=line.emotion, speech=service
         )
         made += new
         spoken.append(
@@ -141,6 +302,8 @@ async def speak_scene(
                 duration_s=row.duration_s,
                 audio_key=row.key,
                 words=tuple(tuple(w) for w in row.words),
+                voice=f"{service.label} · {voice.voice_id or 'default voice'}",
+                voice_note=await sync_to_async(voicing_note)(line.speaker),
             )
         )
         if progress is not None:

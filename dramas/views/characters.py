@@ -38,6 +38,7 @@ def _detail_context(request, character: Character, **extra) -> dict:
         "can_edit": can(request, Role.EDITOR),
         "form": CharacterForm(instance=character),
         "upload_form": ReferenceUploadForm(),
+        "voice_plan": speech.voice_plan(character),
     }
     context.update(extra)
     return context
@@ -46,7 +47,7 @@ def _detail_context(request, character: Character, **extra) -> dict:
 @drama_view(read=Role.EDITOR)
 @require_http_methods(["GET", "POST"])
 def character_create(request, drama):
-    form = CharacterForm(request.POST or None)
+    form = CharacterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
             character = character_services.character_create(drama=drama, **form.cleaned_data)
@@ -89,7 +90,7 @@ def character_voice_preview(request, drama, character_id: int):
 @require_http_methods(["GET", "POST"])
 def character_edit(request, drama, character_id: int):
     character = _character(drama, character_id)
-    form = CharacterForm(request.POST or None, instance=character)
+    form = CharacterForm(request.POST or None, request.FILES or None, instance=character)
     if request.method == "POST" and form.is_valid():
         try:
             character_services.character_update(character=character, **form.cleaned_data)

@@ -270,7 +270,11 @@ class Speech:
 class SpeechCapabilities:
     emotion: bool = False  # takes an emotion or instructions with the text
     word_timings: bool = False  # returns when each word is spoken
-    cloning: bool = False  # takes a reference recording as the voice
+    cloning: bool = False  # takes a reference recording as the voice, with every request
+    # Makes a stored voice from a recording once (`clone_voice(name=, sample=, filename=)` ->
+    # its voice id; `delete_voice(voice_id)`): ElevenLabs' instant voice cloning.
+    clones_voices: bool = False
+    needs_voice: bool = False  # has no default voice of its own: an empty voice id is refused
     max_characters: int = 4096  # the longest text one call takes
     voices: tuple[str, ...] = ()  # known voice ids, for the voice picker ("" = free text)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from typing import overload
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -153,15 +154,38 @@ SPEECH_ADAPTERS = {
     "openai": ("studio.providers.speech_openai", "SpeechConfig", "OpenAISpeech"),
     "elevenlabs": ("studio.providers.speech_elevenlabs", "ElevenLabsConfig", "ElevenLabsSpeech"),
 }
+OFFLINE_SPEECH = "espeak-ng"  # the offline voice's name among the speech services
 
 
-def speech() -> SpeechProvider:
-    """The configured speech service, or the offline espeak-ng voice without a base URL."""
+def speech_api() -> str:
+    """The speech service the studio speaks with: SPEECH_API when SPEECH_BASE_URL is set,
+    else the offline voice ("espeak-ng")."""
     config = settings.PROVIDER_SPEECH
-    if not config["base_url"]:
+    return config.get("api", "openai") if config["base_url"] else OFFLINE_SPEECH
+
+
+@overload
+def speech() -> SpeechProvider: ...
+
+
+@overload
+def speech(api: str) -> SpeechProvider | None: ...
+
+
+def speech(api: str = ""):
+    """The studio's speech service (no `api`): the configured one, or the offline espeak-ng
+    voice without a base URL. With `api` ("espeak-ng", "openai", "elevenlabs"), that service
+    if this studio can speak with it: the offline voice always, a remote one only when it is
+    SPEECH_API with SPEECH_BASE_URL set (None otherwise)."""
+    studio = speech_api()
+    if api and api not in (OFFLINE_SPEECH, studio):
+        return None  # a remote service this studio is not configured for
+    if (api or studio) == OFFLINE_SPEECH:
         from studio.providers.speech_espeak import EspeakSpeech
 
-        return _cached("speech", {"local": True}, EspeakSpeech)
+        # Its own slot: asking for it never drops the remote service's client and stats.
+        return _cached("speech_offline", {"local": True}, EspeakSpeech)
+    config = settings.PROVIDER_SPEECH
     name = provider_name(config["base_url"], config["provider"])
     module_name, config_name, adapter_name = SPEECH_ADAPTERS[config.get("api", "openai")]
 

@@ -9,6 +9,10 @@ is the API root (`https://api.elevenlabs.io`); a trailing `/v1` is dropped, so b
 work and the path is never doubled. ElevenLabs voices are ids, so a character needs one: an
 empty voice is refused before any call. Errors come as `{"detail": {"status", "message"}}` (or
 FastAPI's `{"detail": [{"msg"}]}` on a 422): the vendor's message is kept in the error.
+
+Instant voice cloning makes such an id from a recording: `POST {base}/v1/voices/add`, multipart
+`name` + `files` (the recording), answered `{"voice_id", "requires_verification"}`; `DELETE
+{base}/v1/voices/{voice_id}` removes one. Both go through the guard and the ledger like speech.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from studio.providers.transport import HttpConfig, HttpProvider, Outcome, reques
 OUTPUT_FORMAT = "mp3_44100_128"
 MAX_CHARACTERS = 5000
 SPEED_RANGE = (0.7, 1.2)  # what ElevenLabs' voice_settings.speed accepts
+MAX_VOICE_NAME = 100
+CLONE_DESCRIPTION = "Cloned by Drama Studio from a character's voice sample."
 
 
 @dataclass
@@ -48,7 +54,11 @@ class ElevenLabsSpeech(HttpProvider):
         super().__init__(config, **kwargs)
         self.label = f"ElevenLabs ({config.model})"
         self.capabilities = SpeechCapabilities(
-            emotion=False, word_timings=True, max_characters=MAX_CHARACTERS
+            emotion=False,
+            word_timings=True,
+            clones_voices=True,
+            needs_voice=True,
+            max_characters=MAX_CHARACTERS,
         )
 
     def headers(self, url: str, *, idempotency_key: str = "") -> dict[str, str]:
@@ -98,6 +108,41 @@ class ElevenLabsSpeech(HttpProvider):
             return Outcome(value=spoken, characters=len(text), request_id=request_id)
 
         return await self.call(operation="speech.synthesize", attempt=attempt)
+
+    async def clone_voice(self, *, name: str, sample: bytes, filename: str = "sample.wav") -> str:
+        """A new voice made from the recording (instant voice cloning); returns its id."""
+        url = self.url("v1/voices/add")
+        fields = {"name": name[:MAX_VOICE_NAME], "description": CLONE_DESCRIPTION}
+
+        async def attempt() -> Outcome:
+            response = await self.send(
+                "POST",
+                url,
+                data=fields,
+                files=[("files", (filename, sample, "audio/wav"))],
+                headers=self.headers(url),
+            )
+            answer = self.json_of(response)
+            request_id = request_id_of(response)
+            voice_id = answer.get("voice_id")
+            if not isinstance(voice_id, str) or not voice_id.strip():
+                raise MalformedResponse(
+                    "the answer has no voice_id", provider=self.name, request_id=request_id
+                )
+            return Outcome(value=voice_id.strip(), request_id=request_id)
+
+        # One try: an add whose answer was lost may have made the voice already, and trying
+        # again would make a second one.
+        return await self.call(operation="speech.clone_voice", attempt=attempt, retry=False)
+
+    async def delete_voice(self, voice_id: str) -> None:
+        url = self.url(f"v1/voices/{voice_id}")
+
+        async def attempt() -> Outcome:
+            response = await self.send("DELETE", url, headers=self.headers(url))
+            return Outcome(value=None, request_id=request_id_of(response))
+
+        await self.call(operation="speech.delete_voice", attempt=attempt)
 
     def _speech(self, answer: dict, *, text: str, request_id: str) -> Speech:
         def malformed(why: str) -> MalformedResponse:

@@ -43,6 +43,13 @@ def routes() -> list:
             "speech_elevenlabs",
             speech.elevenlabs_speech,
         ),
+        ("POST", r"/elevenlabs/v1/voices/add", "voice_add_elevenlabs", speech.elevenlabs_voice_add),
+        (
+            "DELETE",
+            r"/elevenlabs/v1/voices/(?P<voice_id>[\w-]+)",
+            "voice_delete_elevenlabs",
+            speech.elevenlabs_voice_delete,
+        ),
         # Also under /v1, as OpenAI serves it (VIDEO_BASE_URL=http://127.0.0.1:PORT/v1).
         *(
             (method, f"/v1{pattern}", name, handler)

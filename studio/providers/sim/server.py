@@ -161,7 +161,14 @@ class Simulator(SimState):
         key = self.config.api_key
         if not key:
             return None
-        # Bearer (OpenAI, Ark), Key (fal) or x-api-key (sync.so).
+        # Bearer (OpenAI, Ark), Key (fal), x-api-key (sync.so) or xi-api-key (ElevenLabs).
+        if request.path.startswith("/elevenlabs/"):
+            if request.headers.get("xi-api-key") == key:
+                return None
+            # ElevenLabs reads only its own header, and answers in its own error shape.
+            return Response.of_json(
+                {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}, 401
+            )
         authorization = request.headers.get("authorization", "")
         given = request.headers.get("x-api-key") or authorization.removeprefix(
             "Bearer "

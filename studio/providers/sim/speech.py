@@ -13,7 +13,15 @@ so tests decode what the studio would hear.
   with `unknown` is not found (404), as ElevenLabs answers an id it does not know. Errors in
   ElevenLabs' `{"detail": {"status", "message"}}`.
 
-Both count in the simulator's stats under their route names and take its faults like every
+- ElevenLabs' instant voice cloning (route `voice_add_elevenlabs`): `POST
+  /elevenlabs/v1/voices/add`, multipart `name` and `files` -> `{voice_id,
+  requires_verification: false}`. Every file must
+  decode as audio (PyAV), else 400; a missing name or file is FastAPI's 422. The voices made are
+  kept in `voices` (id -> name, files' names and seconds, auth header names);
+  `DELETE /elevenlabs/v1/voices/{voice_id}` (route `voice_delete_elevenlabs`) removes one, 404
+  for an id it never made.
+
+Each counts in the simulator's stats under its route name and takes its faults like every
 route. The bodies received are kept in `speech_bodies` (ElevenLabs' with `voice_id`, `query` and
 `auth`: the names of the auth headers that came, never their values) for tests that check what
 was sent.
@@ -22,12 +30,13 @@ was sent.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 
 import av
 import numpy as np
 
-from studio.providers.audio import wav_bytes
+from studio.providers.audio import NotAudio, decode_mono, wav_bytes
 from studio.providers.sim.http import Request, Response, error_response
 from studio.providers.sim.state import SimState
 
@@ -195,3 +204,47 @@ async def elevenlabs_speech(sim: SimState, request: Request, fault: str, voice_i
             "normalized_alignment": timings,
         }
     )
+
+
+def _missing(field: str) -> Response:
+    return Response.of_json(
+        {"detail": [{"loc": ["body", field], "msg": "Field required", "type": "missing"}]}, 422
+    )
+
+
+async def elevenlabs_voice_add(sim: SimState, request: Request, fault: str) -> Response:
+    values, files = request.form()
+    name = values.get("name", "").strip()
+    if not name:
+        return _missing("name")
+    if not files:
+        return _missing("files")
+    received = []
+    for field, (filename, content) in files.items():
+        if field != "files":
+            continue
+        try:
+            samples, rate = decode_mono(content)
+        except NotAudio as error:
+            return elevenlabs_error(
+                400, "invalid_audio", f"The file {filename} is not audio we can read ({error})."
+            )
+        received.append({"filename": filename, "seconds": round(len(samples) / rate, 3)})
+    if not received:
+        return _missing("files")
+    voice_id = "sim" + hashlib.sha1(f"{name}/{len(sim.voices)}".encode()).hexdigest()[:17]
+    sim.voices[voice_id] = {
+        "name": name,
+        "description": values.get("description", ""),
+        "files": received,
+        "auth": [header for header in AUTH_HEADERS if header in request.headers],
+    }
+    return Response.of_json({"voice_id": voice_id, "requires_verification": False})
+
+
+async def elevenlabs_voice_delete(sim: SimState, request: Request, fault: str, voice_id: str):
+    if sim.voices.pop(voice_id, None) is None:
+        return elevenlabs_error(
+            404, "voice_not_found", f"A voice with the voice_id {voice_id} was not found."
+        )
+    return Response.of_json({"status": "ok"})

@@ -131,6 +131,7 @@ class SimState:
         self.jobs_by_key: dict[tuple[str, str], str] = {}
         self.seen_prompts: set[str] = set()
         self.speech_bodies: list[dict] = []  # what the speech route received, in order
+        self.voices: dict[str, dict] = {}  # voices cloned through ElevenLabs' voices/add
         # Scripted chat answers, one per request, before the default answers (see queue_replies).
         self.replies: deque[dict] = deque()
         self.url = ""  # set by the server once it listens; job outputs link to it
@@ -166,6 +167,7 @@ class SimState:
         self.jobs_by_key.clear()
         self.seen_prompts.clear()
         self.speech_bodies.clear()
+        self.voices.clear()
         self.rng = random.Random(self.config.seed)
 
     def snapshot(self, *, arrivals: bool = False) -> dict:
