@@ -5,8 +5,10 @@ mix and the mux run in the shared process pool (studio.cpu).
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
+import wave
 from dataclasses import dataclass
 
 import av
@@ -31,6 +33,8 @@ class SpokenLine:
     duration_s: float
     audio_key: str
     words: tuple[tuple[str, float, float], ...] = ()
+    voice: str = ""  # the service and voice heard, for the take page
+    voice_note: str = ""  # why it is not the character's own voice ("" when it is)
 
 
 def needed_seconds(lines: list[SpokenLine], *, start_s: float = 0.0) -> float:
@@ -74,6 +78,8 @@ def place(lines: list[SpokenLine], *, start_s: float, scene_s: float) -> list[di
                 "end_s": round(end, 3),
                 "audio_key": line.audio_key,
                 "words": [[w, round(at + s, 3), round(at + e, 3)] for w, s, e in line.words],
+                "voice": line.voice,
+                "voice_note": line.voice_note,
             }
         )
         at = end + (gaps[index] if index < len(gaps) else 0.0)
@@ -107,15 +113,33 @@ def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
 
 
+def video_seconds(path: str) -> float:
+    with av.open(path) as source:
+        video = source.streams.video[0]
+        if video.duration:
+            return float(video.duration * video.time_base)
+        return (source.duration or 0) / 1_000_000
+
+
+def dialog_wav(video_path: str, track: list[dict], audio_paths: dict[str, str]) -> bytes:
+    """The dialog track as the video's length of 16-bit stereo WAV at TRACK_RATE: the audio a
+    lip-sync service is sent, aligned with the video from its first frame."""
+    samples = mix(track, audio_paths, duration_s=video_seconds(video_path))
+    pcm = (np.clip(samples.T, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(TRACK_RATE)
+        handle.writeframes(pcm.tobytes())
+    return out.getvalue()
+
+
 def mux_dialog(video_path: str, track: list[dict], audio_paths: dict[str, str]) -> dict:
     """Replace the MP4's audio with the dialog track (AAC-LC 48 kHz stereo), copying the video
     stream as it is. Written to a .part file and renamed: a crash leaves the take's video whole.
     Returns the track's duration and the number of lines heard."""
-    with av.open(video_path) as source:
-        video = source.streams.video[0]
-        duration = float(video.duration * video.time_base) if video.duration else None
-        if duration is None:
-            duration = (source.duration or 0) / 1_000_000
+    duration = video_seconds(video_path)
     samples = mix(track, audio_paths, duration_s=duration)
     part = f"{video_path}.part"
     with (

@@ -161,8 +161,8 @@ def _cancel_archived_renders() -> int:
 
 def _named_files() -> set[str]:
     names: set[str] = set()
-    for video, poster in Take.objects.values_list("video", "poster"):
-        names.update((video, poster))
+    for files in Take.objects.values_list("video", "unsynced_video", "poster"):
+        names.update(files)
     names.update(Frame.objects.values_list("image", flat=True))
     names.update(ReferenceImage.objects.values_list("image", flat=True))
     names.discard("")
@@ -197,6 +197,10 @@ def _missing_files() -> list[str]:
     rows = [
         *(("take", i, "video", n) for i, n in Take.objects.values_list("id", "video")),
         *(("take", i, "poster", n) for i, n in Take.objects.values_list("id", "poster")),
+        *(
+            ("take", i, "unsynced video", n)
+            for i, n in Take.objects.values_list("id", "unsynced_video")
+        ),
         *(("frame", i, "image", n) for i, n in Frame.objects.values_list("id", "image")),
         *(
             ("reference image", i, "image", n)

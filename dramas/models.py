@@ -383,6 +383,9 @@ class Take(models.Model):
     video = models.FileField(upload_to=take_upload_path, blank=True)
     poster = models.FileField(upload_to=take_upload_path, blank=True)
     lipsync_note = models.CharField(max_length=300, blank=True)
+    # The video service's render as it came, kept when lip sync replaced `video` (paid for,
+    # and what a producer compares the sync against).
+    unsynced_video = models.FileField(upload_to=take_upload_path, blank=True)
     # Who speaks the dialog in this take: the studio's dialog track (speech per line, mixed and
     # muxed into the video, then lip sync) or the video service's own audio; empty: no dialog.
     speech_owner = models.CharField(max_length=10, choices=SpeechOwner, blank=True, default="")

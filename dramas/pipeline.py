@@ -2,8 +2,9 @@
 
     prompt -> preflight (budget) -> speech (each line in its character's voice, cached, placed
     on the timeline) -> submit (handle saved BEFORE polling) -> poll -> download -> mix (the
-    dialog track muxed into the video as AAC) -> lipsync (skipped visibly when not configured)
-    -> frames (2/s + first and last)
+    dialog track muxed into the video as AAC) -> lipsync (video and track to the lip-sync
+    service, its synced video replacing the take's; skipped visibly when not configured or
+    silent) -> frames (2/s + first and last, from the synced video when there is one)
     -> score (every frame against the scene's characters) -> verdict (worst frame) -> done
 
 A restarted worker starts at the last checkpoint: after `submit` it polls the stored handle,
@@ -26,13 +27,14 @@ import time
 from datetime import datetime
 from typing import NoReturn
 
+import av
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from characters.consistency import score_frame
 from dramas import pipeline_db as db
 from dramas import speech
-from dramas.dialog_audio import mux_dialog
+from dramas.dialog_audio import dialog_wav, mux_dialog
 from dramas.models import SpeechOwner, TakeStatus
 from dramas.sampling import sample_frames
 from dramas.takes import JOB_ATTEMPTS, RENDER, VENDOR_CANCEL, take_set, take_settled
@@ -40,9 +42,8 @@ from studio.jobs.registry import LeaseLost, PermanentError, Release, register
 from studio.jobs.store import database_now
 from studio.media import local_path
 from studio.providers import registry
-from studio.providers.animatic import plan as animatic_plan
-from studio.providers.base import JobHandle, JobState, wait_for_news
-from studio.providers.errors import CircuitOpen, JobFailed
+from studio.providers.base import JobHandle, JobState, LipSyncRequest, wait_for_news
+from studio.providers.errors import CircuitOpen, JobFailed, MalformedResponse
 from studio.providers.ledger import usage_scope
 from studio.providers.local_animatic import LocalAnimatic
 
@@ -67,16 +68,17 @@ UNCHECKPOINTED = frozenset({"prompt", "preflight"})
 PROGRESS = {
     "speech": 0.04,
     "submit": 0.05,
-    "poll": 0.65,
-    "download": 0.7,
-    "mix": 0.71,
-    "lipsync": 0.72,
+    "poll": 0.6,
+    "download": 0.63,
+    "mix": 0.64,
+    "lipsync": 0.76,
     "frames": 0.8,
 }
 LIPSYNC_OFF = "Skipped: no lip-sync provider is configured (set LIPSYNC_BASE_URL)."
 TITLE_CARD = "Title card of the offline animatic: not a shot, not scored."
 LIPSYNC_NO_AUDIO = "Skipped: this take has no dialog track to sync (no lines, or the video speaks)."
-LIPSYNC_NOT_YET = "Skipped: lip sync of the studio's dialog track is not part of renders yet."
+# A vendor's processing failure (FAILED, not REJECTED) is tried once more as a new job.
+LIPSYNC_TRIES = 2
 NATIVE_AUDIO = "The video service renders the dialog with the picture (its own voices)."
 
 
@@ -99,6 +101,9 @@ class TakeRun:
         checkpoint = ctx.checkpoint if isinstance(ctx.checkpoint, dict) else {}
         # When the vendor job was first submitted (ISO, database clock); the poll deadline.
         self.submitted_at: str | None = checkpoint.get("submitted_at")
+        # The lip-sync job (handle, try, submit time), checkpointed while it is polled.
+        self.lipsync_state: dict = {}
+        self.lipsync_service = None
 
     async def set(self, **fields) -> None:
         await _db(take_set)(take_id=self.take_id, drama_id=self.info.drama_id, **fields)
@@ -136,6 +141,8 @@ class TakeRun:
         data = {"step": step, **extra}
         if step == "poll" and self.submitted_at:
             data["submitted_at"] = self.submitted_at
+        if step == "lipsync":
+            data.update(self.lipsync_state)  # the lip-sync job being polled
         return data
 
     async def wait_for_provider(self, error: CircuitOpen) -> None:
@@ -148,7 +155,7 @@ class TakeRun:
         since = checkpoint.get("waiting_since") if checkpoint.get("step") == self.step else None
         since = since or now
         waited, limit = now - since, settings.PROVIDER_OUTAGE_MAX_S
-        name = self.video.name
+        name = self.lipsync_service.name if self.step == "lipsync" else self.video.name
         if waited >= limit:
             how_long = f"{waited:.0f} s" if waited < 120 else f"{waited / 60:.0f} min"
             text = (
@@ -195,8 +202,7 @@ class TakeRun:
         if self.video.capabilities.native_audio:
             await self.set(speech_owner=SpeechOwner.VIDEO, dialog_track=[], note=NATIVE_AUDIO)
             return
-        voice = registry.speech()
-        await self.set(note=f"Speaking {len(lines)} lines ({voice.label})")
+        await self.set(note=f"Speaking {len(lines)} lines")
 
         async def spoken(done: int, total: int) -> None:
             await self.ctx.progress(PROGRESS["speech"] * done / total, note=f"Spoke {done}/{total}")
@@ -204,7 +210,6 @@ class TakeRun:
         result = await speech.speak_scene(
             scene=scene,
             lines=lines,
-            speech=voice,
             start_s=await self.title_card_end_s(),
             progress=spoken,
         )
@@ -319,14 +324,85 @@ class TakeRun:
         await self.progress(PROGRESS["mix"], note)
 
     async def lipsync(self) -> None:
+        """The studio's dialog track sent with the video to the lip-sync service; the synced
+        video replaces the take's video (the service's render is kept) and is what the frames
+        are sampled and scored from. Without a service or a track the stage says why."""
         info = await _db(db.dialog_of)(take_id=self.take_id)
-        has_track = info["owner"] == SpeechOwner.STUDIO and bool(info["track"])
-        if registry.lipsync() is None:
-            note = LIPSYNC_OFF
-        else:
-            note = LIPSYNC_NOT_YET if has_track else LIPSYNC_NO_AUDIO
-        await self.set(status=TakeStatus.LIPSYNC, lipsync_note=note)
-        await self.progress(PROGRESS["lipsync"], "Lip sync skipped")
+        service = registry.lipsync()
+        if service is None or info["owner"] != SpeechOwner.STUDIO or not info["track"]:
+            note = LIPSYNC_OFF if service is None else LIPSYNC_NO_AUDIO
+            await self.set(status=TakeStatus.LIPSYNC, lipsync_note=note)
+            await self.progress(PROGRESS["lipsync"], "Lip sync skipped")
+            return
+        self.lipsync_service = service
+        await self.set(status=TakeStatus.LIPSYNC, note=f"Lip sync at {service.name}")
+        checkpoint = self.ctx.checkpoint if isinstance(self.ctx.checkpoint, dict) else {}
+        if checkpoint.get("step") == "lipsync":
+            self.lipsync_state = {k: v for k, v in checkpoint.items() if k.startswith("lipsync_")}
+        source = await _db(db.lipsync_source_path)(take_id=self.take_id)
+        paths = await _db(speech.audio_paths)(track=info["track"])
+        failure = await self.lipsync_job(service, source, info["track"], paths)
+        if failure:
+            text = f"Lip sync failed at {service.name}: {failure} The take plays its dialog "
+            await self.set(lipsync_note=(text + "track over the unsynced video.")[:300])
+            await self.progress(PROGRESS["lipsync"], "Lip sync failed: the take stays unsynced")
+
+    async def lipsync_job(self, service, source: str, track: list, paths: dict) -> str:
+        """Submit (or resume), poll and fetch one lip-sync job, trying a vendor's processing
+        failure once more as a new job. Returns why it failed ("" once the synced video is
+        saved)."""
+        state = self.lipsync_state
+        low, high = PROGRESS["mix"], PROGRESS["lipsync"]
+        while True:
+            if not state.get("lipsync_handle"):
+                tries = state.get("lipsync_try", 0) + 1
+                with open(source, "rb") as handle_file:
+                    video = handle_file.read()
+                audio = await self.ctx.run_cpu(dialog_wav, source, track, paths)
+                key = f"{self.info.idempotency_key}:lipsync:{tries}"
+                handle = await service.submit(LipSyncRequest(video=video, audio=audio), key)
+                submitted = (await _db(database_now)()).isoformat()
+                state.update(
+                    lipsync_handle=handle.to_json(), lipsync_try=tries, lipsync_at=submitted
+                )
+                await self.ctx.save_checkpoint(self.checkpoint_at("lipsync"))
+            handle = JobHandle.from_json(state["lipsync_handle"])
+            elapsed = await _db(_seconds_since)(iso=state["lipsync_at"])
+            deadline = time.monotonic() + settings.VIDEO_MAX_RENDER_S - elapsed
+            while True:
+                status = await service.poll(handle)
+                if status.state.finished:
+                    break
+                if time.monotonic() >= deadline:
+                    return f"it had not finished after {settings.VIDEO_MAX_RENDER_S:g} s."
+                note = f"{service.name}: {status.vendor_status or status.state.value}"
+                await self.progress(low + (high - low) * status.progress, note)
+                await wait_for_news(service, handle, status.poll_after_s)
+            if status.state is JobState.SUCCEEDED:
+                break
+            if status.retryable and state["lipsync_try"] < LIPSYNC_TRIES:
+                state.pop("lipsync_handle")  # a new job, under a new key
+                continue
+            return f"{status.error or status.state.value}."
+        try:
+            synced = await service.fetch(handle)
+        except (JobFailed, MalformedResponse) as error:
+            return f"{error}."
+        with tempfile.TemporaryDirectory(prefix="take-lipsync-") as folder:
+            path = f"{folder}/synced.mp4"
+            with open(path, "wb") as out:
+                out.write(synced)
+            try:
+                # The studio's own track goes back in: its timings are the subtitles' timings.
+                mixed = await self.ctx.run_cpu(mux_dialog, path, track, paths)
+            except (av.error.FFmpegError, IndexError, ValueError) as error:
+                return f"its video could not be read ({error})."
+            with open(path, "rb") as done:
+                data = done.read()
+        note = f"Lip synced by {service.name} ({service.model}): {mixed['duration_s']:.1f} s"
+        await _db(db.save_synced_video)(take_id=self.take_id, data=data, note=note)
+        await self.progress(PROGRESS["lipsync"], note)
+        return ""
 
     async def frames(self) -> None:
         path = await _db(db.video_path)(take_id=self.take_id)
@@ -368,12 +444,10 @@ class TakeRun:
     async def title_card_end_s(self) -> float:
         """Where the offline animatic's title card ends (0 for other providers): the card
         shows the cast blurred behind the scene title, which is not a shot to judge."""
-        if not isinstance(self.video, LocalAnimatic) or not self.video.options.title_card:
+        if not isinstance(self.video, LocalAnimatic):
             return 0.0
         request = await _db(db.video_request)(take_id=self.take_id)
-        fps = self.video.options.fps
-        shots = animatic_plan(request, fps=fps, title_card=True)
-        return shots[0].frames / fps if shots and shots[0].kind == "title" else 0.0
+        return self.video.title_card_s(request.duration_s)
 
     async def finish(self) -> dict:
         if not hasattr(self, "expected"):  # resumed after scoring: read the cast again
@@ -392,6 +466,10 @@ def _frame_rows(*, take_id: int) -> list[tuple[int, str, float]]:
 
     frames = Frame.objects.filter(take_id=take_id).order_by("index")
     return [(f.id, local_path(f.image), f.time_s) for f in frames]
+
+
+def _seconds_since(*, iso: str) -> float:
+    return (database_now() - datetime.fromisoformat(iso)).total_seconds()
 
 
 def _cancel_requested(*, job_id: int) -> bool:

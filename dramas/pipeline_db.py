@@ -166,6 +166,28 @@ def video_path(*, take_id: int) -> str:
     return local_path(_take(take_id).video)
 
 
+def lipsync_source_path(*, take_id: int) -> str:
+    """The video lip sync starts from: the service's render (a resumed sync may already have
+    replaced `video` with a synced copy)."""
+    take = _take(take_id)
+    return local_path(take.unsynced_video or take.video)
+
+
+def save_synced_video(*, take_id: int, data: bytes, note: str) -> None:
+    """The synced video becomes the take's video; the service's render is kept beside it."""
+    take = _take(take_id)
+    replaced = []
+    if take.unsynced_video:
+        replaced.append(take.video.name)  # an earlier sync of this take (a resumed attempt)
+    else:
+        take.unsynced_video.name = take.video.name
+    take.video.save("synced.mp4", ContentFile(data), save=False)
+    take.cost_usd = take_services.take_cost_usd(take_id=take_id)
+    take.lipsync_note = note
+    take.save(update_fields=["video", "unsynced_video", "cost_usd", "lipsync_note", "updated_at"])
+    delete_after_commit([name for name in replaced if name and name != take.video.name])
+
+
 def save_frames(*, take_id: int, frames: list[SampledFrame]) -> list[tuple[int, str]]:
     """Frame rows for the sampled JPEGs (replacing any from an interrupted attempt), written
     in one insert."""

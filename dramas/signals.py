@@ -16,7 +16,9 @@ TAKE_FOLDER_DEPTH = 3
 @receiver(post_delete, sender=Take, dispatch_uid="dramas.take_files")
 def take_files(sender, instance: Take, using: str, **kwargs) -> None:
     delete_after_commit(
-        [instance.video, instance.poster], using=using, prune_depth=TAKE_FOLDER_DEPTH
+        [instance.video, instance.unsynced_video, instance.poster],
+        using=using,
+        prune_depth=TAKE_FOLDER_DEPTH,
     )
 
 

@@ -167,6 +167,49 @@ def take_cost_usd(*, take_id: int) -> Decimal | None:
     return booked["total"]
 
 
+@dataclass(frozen=True)
+class StageCost:
+    stage: str  # the label a producer reads
+    provider: str
+    calls: int
+    units: Decimal  # seconds of video or sync, or characters of text spoken
+    unit: str
+    cost_usd: Decimal | None  # None: some call had no price
+
+
+# A take's calls by their operation's prefix, in the order the pipeline makes them.
+STAGES = (("speech", "Speech", "characters"), ("video", "Video", "s"), ("lipsync", "Lip sync", "s"))
+
+
+def take_stage_costs(*, take_id: int) -> list[StageCost]:
+    """What each stage of the take cost, per provider (a stage with no call is left out; a
+    line spoken for an earlier take was billed there and is reused here for nothing)."""
+    rows = (
+        UsageRecord.objects.filter(take_id=take_id)
+        .values("operation", "provider", "units", "characters", "cost_usd")
+        .order_by("id")
+    )
+    grouped: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        prefix = row["operation"].split(".", 1)[0]
+        entry = grouped.setdefault(
+            (prefix, row["provider"]), {"calls": 0, "units": Decimal(0), "cost": Decimal(0)}
+        )
+        entry["calls"] += 1
+        amount = row["characters"] if prefix == "speech" else (row["units"] or 0)
+        entry["units"] += Decimal(amount)
+        if entry["cost"] is not None:
+            entry["cost"] = None if row["cost_usd"] is None else entry["cost"] + row["cost_usd"]
+    costs = []
+    for prefix, label, unit in STAGES:
+        for (kind, provider), entry in grouped.items():
+            if kind == prefix:
+                costs.append(
+                    StageCost(label, provider, entry["calls"], entry["units"], unit, entry["cost"])
+                )
+    return costs
+
+
 # --- Queueing --------------------------------------------------------------------------------
 
 

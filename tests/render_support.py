@@ -83,6 +83,18 @@ def two_person_drama(*, owner=None, seconds: float = 2.5, **fields):
     return drama, chapter, {"marcus": marcus, "ada": ada, "first": first, "second": second}
 
 
+def take_page(drama, take) -> str:
+    """The take's review page as its drama's creator sees it."""
+    from django.urls import reverse
+
+    from tests.conftest import login
+
+    client = login(drama.created_by)
+    response = client.get(reverse("take_review", kwargs={"drama_id": drama.id, "take_id": take.id}))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
 def seed_prices() -> None:
     """The seeded prices (a transactional test empties the tables the migrations filled)."""
     from decimal import Decimal

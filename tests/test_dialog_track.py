@@ -1,6 +1,7 @@
 """Characters speak: the offline voice, cached line audio, and the dialog track of a take,
 asserted on decoded audio (PyAV)."""
 
+import html
 import itertools
 
 import av
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
+from characters.models import Character
 from dramas import speech
 from dramas.dialog_audio import TRACK_RATE, SpokenLine, needed_seconds, place
 from dramas.models import LineAudio, SpeechOwner, Take, TakeStatus
@@ -21,7 +23,14 @@ from studio.providers.errors import BadRequest
 from studio.providers.ledger import MemoryLedger
 from studio.providers.speech_espeak import EspeakSpeech
 from tests.factories import create_line
-from tests.render_support import offline_video, running, seed_prices, two_person_drama, wait_for
+from tests.render_support import (
+    offline_video,
+    running,
+    seed_prices,
+    take_page,
+    two_person_drama,
+    wait_for,
+)
 
 FPS = 24
 
@@ -303,6 +312,10 @@ async def test_a_remote_speech_service_voices_the_take(offline, settings):
     from tests.providers_support import running_sim
 
     drama, scene = await sync_to_async(dialog_scene)()
+    # Ada's voice is one of the service's own; Marcus's is the offline "m3", which is not.
+    cast = Character.objects.filter(drama=drama)
+    await cast.filter(name="Ada").aupdate(voice_provider="openai", voice_id="nova")
+    await cast.filter(name="Marcus").aupdate(voice_id="m3")
     async with running_sim() as sim:
         settings.PROVIDER_SPEECH = {
             **settings.PROVIDER_SPEECH,
@@ -316,25 +329,25 @@ async def test_a_remote_speech_service_voices_the_take(offline, settings):
 
         assert take.status == TakeStatus.DONE, (take.error, take.note)
         assert sim.stats.requests["speech"] == 3
-        assert {body["voice"] for body in sim.speech_bodies} == {"alloy", "f3"}
+        assert {body["voice"] for body in sim.speech_bodies} == {"alloy", "nova"}
     rows = [row async for row in LineAudio.objects.all()]
     assert {(row.provider, row.model) for row in rows} == {("openai", "gpt-4o-mini-tts")}
     samples, rate, _video_s = audio_of(take)
     for entry in take.dialog_track:
         assert rms(samples, rate, entry["start_s"] + 0.05, entry["end_s"] - 0.05) > 0.02
+    voices = {entry["speaker"]: entry["voice"] for entry in take.dialog_track}
+    assert voices["Ada"].endswith("· nova") and voices["Marcus"].endswith("· default voice")
+    [note] = {entry["voice_note"] for entry in take.dialog_track if entry["speaker"] == "Marcus"}
+    assert "Marcus" in note and "m3" in note
+    page = await sync_to_async(take_page)(drama, take)
+    assert "· nova" in page and html.escape(note) in page
 
 
 async def test_the_take_page_shows_who_speaks_and_when(offline):
-    from django.urls import reverse
-
-    from tests.conftest import login
-
     drama, scene = await sync_to_async(dialog_scene)()
     take = await render(drama, scene)
-    client = await sync_to_async(login)(drama.created_by)
-    url = reverse("take_review", kwargs={"drama_id": drama.id, "take_id": take.id})
 
-    page = (await sync_to_async(client.get)(url)).content.decode()
+    page = await sync_to_async(take_page)(drama, take)
 
     assert "Spoken by the studio's dialog track (3 lines)" in page
     first = take.dialog_track[0]

@@ -1,7 +1,11 @@
 import asyncio
+import io
 
+import av
+import numpy as np
 import pytest
 
+from studio.providers.audio import decode_mono, wav_bytes
 from studio.providers.base import JobHandle, JobState, LipSyncRequest
 from studio.providers.errors import BadRequest
 from studio.providers.ledger import MemoryLedger
@@ -31,7 +35,13 @@ def clip() -> bytes:
 
 
 CLIP = clip()
-SPEECH = b"RIFF\x24\x00\x00\x00WAVEfmt "
+# One second of a 220 Hz tone: what the sync should carry back as the video's sound.
+SPEECH = wav_bytes(0.3 * np.sin(2 * np.pi * 220 * np.arange(16_000) / 16_000), 16_000)
+
+
+def decoded(data: bytes) -> tuple[int, np.ndarray]:
+    """The video's frame count and its sound (mono, 16 kHz)."""
+    return decoded_frames(data), decode_mono(data, sample_rate=16_000)[0]
 
 
 async def test_it_uploads_files_polls_and_downloads_the_output(sim):
@@ -41,9 +51,25 @@ async def test_it_uploads_files_polls_and_downloads_the_output(sim):
     assert handle.kind == "lipsync" and sim.jobs[handle.id]["seconds"] == pytest.approx(1.0)
     status = await wait_for(lipsync, handle, timeout_s=5)
     assert status.state is JobState.SUCCEEDED and status.vendor_status == "COMPLETED"
-    assert await lipsync.fetch(handle) == CLIP
+    frames, sound = decoded(await lipsync.fetch(handle))
+    # The video it was sent, with the audio it was sent as its sound track.
+    assert frames == decoded_frames(CLIP)
+    assert len(sound) == pytest.approx(16_000, abs=800)
+    tone = decode_mono(SPEECH, sample_rate=16_000)[0]
+    assert np.corrcoef(sound[2000:12000], tone[2000:12000])[0, 1] > 0.9
     [billed] = [e for e in ledger.entries if e.operation == "lipsync.generate"]
     assert billed.units == pytest.approx(1.0) and billed.kind == "lipsync"
+
+
+def decoded_frames(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+async def test_audio_that_is_not_audio_is_refused_at_submit(sim):
+    lipsync = lipsync_for(sim)
+    with pytest.raises(BadRequest, match="the audio could not be read"):
+        await lipsync.submit(LipSyncRequest(video=CLIP, audio=b"RIFF\x24\x00\x00\x00WAVEfmt "), "x")
 
 
 async def test_it_sends_urls_as_json_inputs(sim):
@@ -85,7 +111,12 @@ async def test_it_rides_out_every_fault_on_every_route(sim, route, fault):
     lipsync = lipsync_for(sim)
     handle = await lipsync.submit(LipSyncRequest(video=CLIP, audio=SPEECH), "sync-1")
     await wait_for(lipsync, handle, timeout_s=5)
-    assert await lipsync.fetch(handle) == CLIP
+    frames, sound = decoded(await lipsync.fetch(handle))
+    # The video it was sent, with the audio it was sent as its sound track.
+    assert frames == decoded_frames(CLIP)
+    assert len(sound) == pytest.approx(16_000, abs=800)
+    tone = decode_mono(SPEECH, sample_rate=16_000)[0]
+    assert np.corrcoef(sound[2000:12000], tone[2000:12000])[0, 1] > 0.9
     assert sim.stats.jobs_per_key["sync-1"] == 1
 
 
@@ -116,7 +147,12 @@ async def test_it_follows_an_output_redirect_without_the_key(sim):
     lipsync = lipsync_for(sim)
     handle = await lipsync.submit(LipSyncRequest(video=CLIP, audio=SPEECH), "sync-1")
     await wait_for(lipsync, handle, timeout_s=5)
-    assert await lipsync.fetch(handle) == CLIP
+    frames, sound = decoded(await lipsync.fetch(handle))
+    # The video it was sent, with the audio it was sent as its sound track.
+    assert frames == decoded_frames(CLIP)
+    assert len(sound) == pytest.approx(16_000, abs=800)
+    tone = decode_mono(SPEECH, sample_rate=16_000)[0]
+    assert np.corrcoef(sound[2000:12000], tone[2000:12000])[0, 1] > 0.9
     assert sim.stats.keyed_downloads == 0  # the storage host never saw the key
     sim.config.redirect_outputs = False
     await lipsync.fetch(handle)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from studio.cpu import run_cpu
 from studio.providers.animatic import RenderCancelled, RenderOptions, render_animatic
+from studio.providers.animatic import plan as animatic_plan
 from studio.providers.base import (
     ASPECT_SIZES,
     Capabilities,
@@ -96,6 +97,16 @@ class LocalAnimatic:
 
     def __repr__(self) -> str:
         return f"LocalAnimatic(output_dir={str(self.output_dir)!r})"
+
+    def title_card_s(self, duration_s: float) -> float:
+        """How long the title card of a clip this long lasts (0 without one): the cast
+        blurred behind the scene title, before the first shot and the first line."""
+        if not self.options.title_card:
+            return 0.0
+        fps = self.options.fps
+        request = VideoRequest(prompt="", duration_s=duration_s)
+        shots = animatic_plan(request, fps=fps, title_card=True)
+        return shots[0].frames / fps if shots and shots[0].kind == "title" else 0.0
 
     def estimated_usage(self, seconds: float) -> tuple[Usage, float]:
         return Usage(), self.capabilities.fit_duration(seconds)

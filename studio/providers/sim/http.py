@@ -32,7 +32,9 @@ class Request:
         for part in self.body.split(b"--" + match.group(1).encode())[1:]:
             if part.startswith(b"--"):
                 break
-            head, _, content = part.strip(b"\r\n").partition(b"\r\n\r\n")
+            # Only the delimiters' own CRLFs go: a file may end in CR or LF bytes of its own.
+            part = part.removeprefix(b"\r\n").removesuffix(b"\r\n")
+            head, _, content = part.partition(b"\r\n\r\n")
             disposition = head.decode("utf-8", "replace")
             name = re.search(r'name="([^"]*)"', disposition)
             filename = re.search(r'filename="([^"]*)"', disposition)

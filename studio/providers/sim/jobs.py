@@ -3,7 +3,10 @@
 A job moves from queued to done over `job_s` seconds; its outcome (ok, fail, reject) and its
 identity drift are fixed when it is created, drift per idempotency key and seed, so a retried
 submission gets the same answer. Videos are real MP4s rendered from the submitted reference
-image, or for a drifted job from another person's face.
+image, or for a drifted job from another person's face. A lip-sync job answers with the video
+it was sent (a drifted one: another person's face), its sound replaced by the audio it was sent
+(AAC, cut to the video's length as sync.so's `cut_off` mode does): what a real service
+returns, less the mouth movement.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import av
 
 from studio.providers.animatic import RenderOptions, render_animatic
+from studio.providers.audio import NotAudio, decode_mono
 from studio.providers.base import CastMember, VideoRequest
 from studio.providers.sim.http import Request, Response, error_response
 from studio.providers.sim.state import SimState
@@ -208,6 +212,36 @@ def _probe_seconds(data: bytes) -> float:
         return float(container.duration or 0) / 1_000_000
 
 
+def _synced(video: bytes, audio: bytes) -> bytes:
+    """`video` with `audio` as its sound track: the video stream copied, the audio AAC."""
+    samples, rate = decode_mono(audio, sample_rate=48_000)
+    out = io.BytesIO()
+    with (
+        av.open(io.BytesIO(video)) as source,
+        av.open(out, "w", format="mp4") as target,  # in memory: no +faststart rewrite
+    ):
+        stream = source.streams.video[0]
+        seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        seconds = seconds or float(source.duration or 0) / 1_000_000
+        samples = samples[: round(seconds * rate)] if seconds else samples
+        copied = target.add_stream_from_template(stream)
+        sound = target.add_stream("aac", rate=rate, layout="mono")
+        for packet in source.demux(stream):
+            if packet.dts is not None:
+                packet.stream = copied
+                target.mux(packet)
+        for offset in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, offset : offset + 1024].copy(), format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, offset
+            for packet in sound.encode(frame):
+                target.mux(packet)
+        for packet in sound.encode(None):
+            target.mux(packet)
+    return out.getvalue()
+
+
 def _lipsync_json(sim: SimState, job: dict) -> dict:
     phase = _phase(sim, job)
     data = {
@@ -238,11 +272,12 @@ async def lipsync_create(sim: SimState, request: Request, fault: str) -> Respons
     key, job = _existing(sim, "lipsync", request)
     if job is not None:
         return Response.of_json(_lipsync_json(sim, job))
-    video, urls = None, {}
+    video, audio, urls = None, None, {}
     if request.headers.get("content-type", "").startswith("multipart/"):
         values, files = request.form()
         model = values.get("model", "sim-lipsync")
         video = files["video"][1] if "video" in files else None
+        audio = files["audio"][1] if "audio" in files else None
         has = {
             "video": video is not None or "videoUrl" in values,
             "audio": "audio" in files or "audioUrl" in values,
@@ -263,12 +298,18 @@ async def lipsync_create(sim: SimState, request: Request, fault: str) -> Respons
             seconds = await asyncio.to_thread(_probe_seconds, video)
         except Exception:
             return error_response(400, "the video could not be read")
+    if audio is not None:
+        try:
+            await asyncio.to_thread(decode_mono, audio)
+        except NotAudio as error:
+            return error_response(400, f"the audio could not be read: {error}")
     job = _new_job(
         sim,
         "lipsync",
         key,
         model=model,
         video=video,
+        audio=audio,
         seconds=seconds,
         size=(360, 640),
         prompt="lip sync",
@@ -290,9 +331,16 @@ async def lipsync_output(sim: SimState, request: Request, fault: str, job_id: st
         return error_response(404, "no such output")
     if request.headers.get("x-api-key") or request.headers.get("authorization"):
         sim.stats.keyed_downloads += 1
-    if job["video"] is not None:
-        return Response(200, job["video"], {"content-type": "video/mp4"})
-    return Response(200, await _content(sim, job, face=None), {"content-type": "video/mp4"})
+    if job["video"] is None:
+        return Response(200, await _content(sim, job, face=None), {"content-type": "video/mp4"})
+    # Identity drift: the sync changed the face (another person's, over the same length).
+    video = await _content(sim, job, face=None) if job["drift"] else job["video"]
+    if job["audio"] is None:
+        return Response(200, video, {"content-type": "video/mp4"})
+    async with job["lock"]:
+        if job.get("synced") is None:
+            job["synced"] = await asyncio.to_thread(_synced, video, job["audio"])
+    return Response(200, job["synced"], {"content-type": "video/mp4"})
 
 
 async def output_redirect(sim: SimState, request: Request, fault: str, job_id: str):
