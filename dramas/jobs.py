@@ -1,25 +1,21 @@
 """Drama jobs, run by the job engine (studio.jobs discovers this module by its name).
 
 `chapter.check` reads a chapter's script the way a render would use it and lists what would
-waste a render: dialog that cannot be spoken in the scene's duration, speakers who are not in
-the scene, cast without a usable reference image (their face cannot be kept consistent).
+waste a render: dialog that cannot be spoken in the scene's duration (measured from the lines
+voiced already, estimated for the others: dramas/dialog_fit.py), speakers who are not in the
+scene, cast without a usable reference image (their face cannot be kept consistent).
 """
 
 from asgiref.sync import sync_to_async
-from django.db.models import Count, Q
+from django.db.models import Count, Q, prefetch_related_objects
 
+from dramas.dialog_fit import scene_needs
 from dramas.models import Chapter, Scene
 from studio.jobs.models import Job
 from studio.jobs.registry import PermanentError, register
 from studio.jobs.services import job_enqueue
 
 CHECK = "chapter.check"
-# Unhurried speech: about 150 words a minute, or 4.5 characters a second in Chinese, Japanese
-# and Korean, plus a breath between lines.
-WORDS_PER_S = 2.5
-CJK_CHARS_PER_S = 4.5
-PAUSE_PER_LINE_S = 0.3
-CJK_LANGUAGES = ("zh", "ja", "ko")
 
 
 def chapter_check_enqueue(*, chapter: Chapter) -> Job:
@@ -33,25 +29,17 @@ def chapter_check_enqueue(*, chapter: Chapter) -> Job:
     )
 
 
-def speaking_time_s(*, lines: list[str], language: str) -> float:
-    cjk = language.lower().startswith(CJK_LANGUAGES)
-    seconds = 0.0
-    for line in lines:
-        if cjk:
-            seconds += len("".join(line.split())) / CJK_CHARS_PER_S
-        else:
-            seconds += len(line.split()) / WORDS_PER_S
-    return seconds + PAUSE_PER_LINE_S * max(0, len(lines) - 1)
-
-
 def scene_warnings(*, scene: Scene, language: str) -> list[str]:
     warnings = []
-    lines = list(scene.lines.select_related("speaker"))
-    needed = speaking_time_s(lines=[line.line for line in lines], language=language)
-    if needed > scene.duration_s:
+    prefetch_related_objects([scene], "lines__speaker", "characters")
+    lines = list(scene.lines.all())
+    [need] = scene_needs(scenes=[scene], language=language)
+    if not need.fits(scene.duration_s):
+        needed = need.needed_s(scene.duration_s)
+        about = "" if need.exact else "about "
         warnings.append(
-            f"The dialog needs about {needed:.0f} s but the scene lasts {scene.duration_s:g} s: "
-            "lengthen the scene or cut lines."
+            f"The dialog needs {about}{needed:.1f} s but the scene lasts {scene.duration_s:g} s "
+            f"({need.source}): lengthen the scene or cut lines."
         )
     cast = {character.id: character for character in scene.characters.all()}
     outsiders = sorted(
@@ -105,3 +93,6 @@ from dramas import generation_jobs as _generation_jobs  # noqa: E402,F401
 
 # The render pipeline registers `take.render` when imported (its own module: it is long).
 from dramas import pipeline as _pipeline  # noqa: E402,F401
+
+# Voicing lines ahead of a render registers `dialog.speak` (dramas/speech_jobs.py).
+from dramas import speech_jobs as _speech_jobs  # noqa: E402,F401

@@ -3,7 +3,8 @@
 Every function is keyword-only and runs in one transaction, so a failure stores nothing.
 """
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -13,6 +14,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from characters.models import Character
+from dramas.dialog_fit import Lengthening, lengthenings, scene_needs
 from dramas.models import (
     SCENE_KEY_LENGTH,
     TAKE_ACTIVE,
@@ -547,3 +549,38 @@ def _script_sections(script: dict) -> dict[str, str]:
             for line in scene.get("dialog", [])
         )
     return sections
+
+
+# --- Scenes that hold their dialog -------------------------------------------------------------
+
+
+def chapter_lengthenings(*, chapter: Chapter) -> list[Lengthening]:
+    """The chapter's scenes too short for their dialog, each with the duration it could have
+    (the proposal the chapter page shows; nothing changes until it is accepted)."""
+    scenes = list(chapter.scenes.prefetch_related("lines__speaker", "characters"))
+    return lengthenings(needs=scene_needs(scenes=scenes, language=chapter.drama.language))
+
+
+@transaction.atomic
+def chapter_scenes_lengthen(*, chapter: Chapter, durations: Mapping[int, float]) -> list[Scene]:
+    """Give scenes the durations the producer accepted (scene id -> seconds), exactly as the
+    chapter page proposed them. When a proposal no longer stands (the dialog, a voice or a
+    duration changed since), nothing changes: the producer sees the new one and decides again."""
+    Chapter.objects.select_for_update().filter(id=chapter.id).first()  # one request at a time
+    if not durations:
+        raise ValidationError("Choose the scenes to lengthen.")
+    proposed = {item.scene.id: item for item in chapter_lengthenings(chapter=chapter)}
+    changed = []
+    for scene_id, seconds in durations.items():
+        item = proposed.get(scene_id)
+        if item is None or item.new_s is None or not math.isclose(item.new_s, seconds):
+            raise ValidationError(
+                "The scenes or their dialog changed since this proposal was shown; nothing was "
+                "lengthened. Check the new proposal and accept it again.",
+                code="stale",
+            )
+        item.scene.duration_s = item.new_s
+        item.scene.full_clean()
+        item.scene.save(update_fields=["duration_s", "updated_at"])
+        changed.append(item.scene)
+    return changed

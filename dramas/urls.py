@@ -114,6 +114,14 @@ urlpatterns = [
     path(D + "lines/<id:line_id>/edit/", chapters.line_edit, name="line_edit"),
     path(D + "lines/<id:line_id>/delete/", chapters.line_delete, name="line_delete"),
     path(D + "lines/<id:line_id>/move/", chapters.line_move, name="line_move"),
+    # Voicing the dialog ahead of a render, and scenes lengthened to hold it (with consent)
+    path(D + "chapters/<id:chapter_id>/voice/", chapters.chapter_voice, name="chapter_voice"),
+    path(D + "lines/<id:line_id>/voice/", chapters.line_voice, name="line_voice"),
+    path(
+        D + "chapters/<id:chapter_id>/lengthen/",
+        chapters.chapter_lengthen,
+        name="chapter_lengthen",
+    ),
     # The drama's job queue
     path(D + "queue/", queue.drama_queue, name="drama_queue"),
     path(D + "queue/pause/", queue.queue_pause, name="queue_pause"),

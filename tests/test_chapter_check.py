@@ -3,7 +3,8 @@
 import pytest
 from asgiref.sync import sync_to_async
 
-from dramas.jobs import chapter_check, scene_warnings, speaking_time_s
+from dramas.dialog_fit import speaking_time_s
+from dramas.jobs import chapter_check, scene_warnings
 from studio.jobs.registry import PermanentError
 from tests.factories import (
     create_chapter,
@@ -42,8 +43,11 @@ def test_it_flags_dialog_that_cannot_fit_and_speakers_outside_the_scene():
 
     warnings = scene_warnings(scene=scene, language="en")
 
+    # Nothing voiced yet: 4.8 s of words placed as the render would, after the animatic's
+    # title card (0.58 s), with its lead-in, a turn between speakers and a tail.
     assert warnings == [
-        "The dialog needs about 5 s but the scene lasts 3 s: lengthen the scene or cut lines.",
+        "The dialog needs about 6.6 s but the scene lasts 3 s (estimated from word counts: "
+        "voice the chapter to measure it): lengthen the scene or cut lines.",
         "Jun speaks but is not in the scene: add them to its characters.",
     ]
 
@@ -69,8 +73,8 @@ async def test_it_checks_every_scene_and_reports_progress():
 
     assert result["summary"] == "1 warning in 1 of 2 scenes."
     assert result["details"] == [
-        "Scene 2 (Alley): The dialog needs about 3 s but the scene lasts 1 s: lengthen the "
-        "scene or cut lines."
+        "Scene 2 (Alley): The dialog needs about 4.5 s but the scene lasts 1 s (estimated from "
+        "word counts: voice the chapter to measure it): lengthen the scene or cut lines."
     ]
     assert result["scenes"][str(scenes[0].id)] == []
     assert len(result["scenes"][str(scenes[1].id)]) == 1

@@ -7,12 +7,13 @@ so the editor works without reloads and with them.
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dramas import services
+from dramas import services, speech_jobs
+from dramas.dialog_fit import lengthenings, scene_needs
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene, Take
 from dramas.stages import chapter_stage, chapters_with_stage
@@ -20,6 +21,7 @@ from dramas.views.generation import editor_context as generation_editor_context
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
 
 EDITOR = "dramas/chapter_editor.html"
+DIALOG = "dramas/dialog_parts.html"
 
 
 def _chapter(drama, chapter_id: int) -> Chapter:
@@ -45,6 +47,43 @@ def _editor_url(chapter: Chapter, anchor: str = "") -> str:
     return f"{url}#{anchor}" if anchor else url
 
 
+def _scenes_of(chapter: Chapter) -> list[Scene]:
+    # `has_takes`: deleting such a scene archives it with its takes (the button says so).
+    return list(
+        chapter.scenes.annotate(
+            has_takes=Exists(Take.objects.filter(scene=OuterRef("pk")))
+        ).prefetch_related("characters", "lines__speaker")
+    )
+
+
+def _dialog_context(request, chapter: Chapter, scenes: list[Scene]) -> dict:
+    """Each line's voice (set on the line as `line.voice`), the chapter's voicing summary and
+    the scenes too short for their dialog, from the prefetched scenes (two more queries)."""
+    lines = [line for scene in scenes for line in scene.lines.all()]
+    voices = speech_jobs.line_voices(chapter=chapter, lines=lines)
+    for line in lines:
+        line.voice = voices.get(line.id)
+    audio = {line_id: voice.audio for line_id, voice in voices.items() if voice.voiced}
+    needs = scene_needs(scenes=scenes, language=chapter.drama.language, audio=audio)
+    states = list(voices.values())
+    proposal = lengthenings(needs=needs)
+    return {
+        "drama": chapter.drama,
+        "chapter": chapter,
+        "dialog_lines": [line for line in lines if line.id in voices],
+        "voice_summary": {
+            "lines": len(states),
+            "voiced": sum(state.voiced for state in states),
+            "voicing": sum(state.voicing for state in states),
+            "failed": sum(state.failed for state in states),
+            "to_voice": sum(not state.voiced and not state.voicing for state in states),
+        },
+        "lengthenings": proposal,
+        "lengthenable": [item for item in proposal if item.new_s is not None],
+        "can_edit": can(request, Role.EDITOR),
+    }
+
+
 def _editor_context(request, chapter: Chapter, **extra) -> dict:
     drama = chapter.drama
     # The header's stage, version count and archived scenes, in one query.
@@ -53,13 +92,12 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         version_total=Count("versions", distinct=True),
         archived_total=Count("scenes", filter=Q(scenes__archived_at__isnull=False), distinct=True),
     ).get()
+    scenes = _scenes_of(chapter)
     context = {
         "drama": drama,
         "chapter": chapter,
-        # `has_takes`: deleting such a scene archives it with its takes (the button says so).
-        "scenes": chapter.scenes.annotate(
-            has_takes=Exists(Take.objects.filter(scene=OuterRef("pk")))
-        ).prefetch_related("characters", "lines__speaker"),
+        "scenes": scenes,
+        "chapter_duration_s": sum(scene.duration_s for scene in scenes),
         "characters": list(drama.characters.order_by("name")),
         "can_edit": can(request, Role.EDITOR),
         "new_scene_form": SceneForm(drama=drama, prefix="new"),
@@ -67,9 +105,14 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "archived_count": counted.archived_total,
         "stage": chapter_stage(counted),
     }
+    context.update(_dialog_context(request, chapter, scenes))
     # The chapter writer's panel, live preview and estimates (dramas/views/generation.py).
     context.update(generation_editor_context(chapter=chapter, can_edit=context["can_edit"]))
     context.update(extra)
+    # A single scene's card shows the listed instance: its lines carry their voices.
+    if "scene" in extra:
+        listed = next((scene for scene in scenes if scene.id == extra["scene"].id), None)
+        context["scene"] = listed or extra["scene"]
     return context
 
 
@@ -408,3 +451,102 @@ def chapter_version_restore(request, drama, chapter_id: int, version_id: int):
         request, f"Restored version {version.number}; the script you had is kept as a version too."
     )
     return done(request, _editor_url(chapter))
+
+
+# --- Voicing the dialog, and scenes that hold it ------------------------------------------------
+
+
+def _dialog_changed(request, chapter: Chapter):
+    """The voicing panel, every line's voice and the lengthening proposal, as out-of-band
+    fragments (the panel polls this while lines are being voiced)."""
+    context = _dialog_context(request, chapter, _scenes_of(chapter))
+    return render(request, f"{DIALOG}#dialog-live", context)
+
+
+@drama_view()
+@require_http_methods(["GET", "POST"])
+def chapter_voice(request, drama, chapter_id: int):
+    """GET: the chapter's voicing state. POST: "Voice the chapter", a job per line to voice."""
+    chapter = _chapter(drama, chapter_id)
+    if request.method == "POST":
+        result = speech_jobs.chapter_speak_enqueue(chapter=chapter)
+        if result.queued:
+            count = len(result.queued)
+            messages.success(
+                request,
+                f"Voicing {count} line{'s' if count != 1 else ''}; each is a job on the board "
+                "and in the queue.",
+            )
+        elif result.waiting:
+            messages.info(request, "The chapter's lines are being voiced already.")
+        else:
+            messages.info(request, "Every line of this chapter is voiced already.")
+        if not request.htmx:
+            return done(request, _editor_url(chapter, "voice-panel"))
+    return _dialog_changed(request, chapter)
+
+
+@drama_view()
+@require_http_methods(["GET", "POST"])
+def line_voice(request, drama, line_id: int):
+    """GET: the line's voice (with `?audio=<key>`, its audio, while that is the line's current
+    voice). POST: "Voice again", a job for this line unless one is on its way already."""
+    dialog = _line(drama, line_id)
+    chapter = dialog.scene.chapter
+    if request.method == "POST":
+        try:
+            speech_jobs.line_speak_enqueue(line=dialog)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        if not request.htmx:
+            return done(request, _editor_url(chapter, f"line-{dialog.id}"))
+        return _dialog_changed(request, chapter)
+    dialog.voice = speech_jobs.line_voices(chapter=chapter, lines=[dialog]).get(dialog.id)
+    if "audio" in request.GET:
+        voice = dialog.voice
+        if voice is None or not voice.voiced or voice.key != request.GET["audio"]:
+            raise Http404("This line has no such audio (it changed, or is not voiced yet).")
+        response = FileResponse(voice.audio.audio.open("rb"), content_type="audio/wav")
+        # The URL names the audio by its key: what it points at never changes.
+        response["Cache-Control"] = "private, max-age=86400, immutable"
+        return response
+    context = {
+        "drama": drama,
+        "chapter": chapter,
+        "line": dialog,
+        "can_edit": can(request, Role.EDITOR),
+    }
+    return render(request, f"{DIALOG}#line-voice", context)
+
+
+def _accepted_durations(request) -> dict[int, float]:
+    """`scene-<id>=<seconds>` pairs of the lengthening form."""
+    durations = {}
+    for name, value in request.POST.items():
+        scene_id = name.removeprefix("scene-")
+        if scene_id == name or not scene_id.isdigit():
+            continue
+        try:
+            durations[int(scene_id)] = float(value)
+        except ValueError:
+            raise ValidationError(f"{value!r} is not a number of seconds.") from None
+    return durations
+
+
+@drama_view()
+@require_POST
+def chapter_lengthen(request, drama, chapter_id: int):
+    """Accept the proposal: lengthen the listed scenes to fit their dialog."""
+    chapter = _chapter(drama, chapter_id)
+    try:
+        changed = services.chapter_scenes_lengthen(
+            chapter=chapter, durations=_accepted_durations(request)
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        count = len(changed)
+        messages.success(
+            request, f"Lengthened {count} scene{'s' if count != 1 else ''} to fit their dialog."
+        )
+    return _scenes_changed(request, chapter, anchor="dialog-fit")
