@@ -168,3 +168,15 @@ def mux_dialog(video_path: str, track: list[dict], audio_paths: dict[str, str]) 
     os.replace(part, video_path)
     heard = sum(1 for entry in track if entry["start_s"] < duration)
     return {"duration_s": round(duration, 3), "lines": len(track), "lines_heard": heard}
+
+
+def with_heard(track: list[dict], duration_s: float) -> list[dict]:
+    """The track with each line marked as the take plays it: "whole", "cut" (it runs past the
+    end of the video) or "unheard" (it starts after the end)."""
+
+    def heard(entry: dict) -> str:
+        if entry["end_s"] <= duration_s + 0.01:
+            return "whole"
+        return "cut" if entry["start_s"] < duration_s else "unheard"
+
+    return [{**entry, "heard": heard(entry)} for entry in track]

@@ -34,7 +34,7 @@ from django.conf import settings
 from characters.consistency import score_frame
 from dramas import pipeline_db as db
 from dramas import speech
-from dramas.dialog_audio import dialog_wav, mux_dialog
+from dramas.dialog_audio import dialog_wav, mux_dialog, with_heard
 from dramas.models import SpeechOwner, TakeStatus
 from dramas.sampling import sample_frames
 from dramas.takes import JOB_ATTEMPTS, RENDER, VENDOR_CANCEL, take_set, take_settled
@@ -319,6 +319,7 @@ class TakeRun:
         path = await _db(db.video_path)(take_id=self.take_id)
         paths = await _db(speech.audio_paths)(track=info["track"])
         result = await self.ctx.run_cpu(mux_dialog, path, info["track"], paths)
+        await self.set(dialog_track=with_heard(info["track"], result["duration_s"]))
         heard = result["lines_heard"]
         note = f"Dialog track: {heard} of {result['lines']} lines in {result['duration_s']:g} s"
         await self.progress(PROGRESS["mix"], note)
@@ -401,6 +402,7 @@ class TakeRun:
                 data = done.read()
         note = f"Lip synced by {service.name} ({service.model}): {mixed['duration_s']:.1f} s"
         await _db(db.save_synced_video)(take_id=self.take_id, data=data, note=note)
+        await self.set(dialog_track=with_heard(track, mixed["duration_s"]))
         await self.progress(PROGRESS["lipsync"], note)
         return ""
 

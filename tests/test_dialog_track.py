@@ -267,6 +267,11 @@ async def test_a_scene_too_short_for_its_dialog_says_so(offline):
     samples, rate, video_s = audio_of(take)
     assert video_s == pytest.approx(2.0, abs=0.05)
     assert len(samples) / rate == pytest.approx(video_s, abs=0.05)  # cut at the video's end
+    # The take says which lines are cut or not heard, and what to do about it.
+    heard = [entry["heard"] for entry in take.dialog_track]
+    assert heard[0] == "whole" and set(heard[1:]) <= {"cut", "unheard"} and len(heard) == 3
+    page = await sync_to_async(take_page)(drama, take)
+    assert "The dialog is longer than this take: 2 lines cut or not heard" in page
 
 
 async def test_a_video_service_with_its_own_audio_owns_the_speech(offline, monkeypatch):

@@ -146,6 +146,7 @@ def take_review(request, drama, take_id: int):
             "reviews": take.reviews.select_related("user", "frame")[:50],
             "estimate": take_services.takes_estimate(drama=drama, scenes=[take.scene]),
             "stage_costs": take_services.take_stage_costs(take_id=take.id),
+            "dialog_cut": sum(1 for e in take.dialog_track if e.get("heard") in ("cut", "unheard")),
             # Why a line was not heard in its character's own voice, each reason once.
             "voice_notes": list(
                 dict.fromkeys(e["voice_note"] for e in take.dialog_track if e.get("voice_note"))
