@@ -1,18 +1,22 @@
 """What the live channel shows: HTML fragments rendered from the database for each event.
 
-Three views subscribe: the queue page (`queue`), the drama board (`board`, one chapter at a
-time) and the chapter editor (`editor`: the writer's live preview, scene by scene). Each
+Four views subscribe: the queue page (`queue`), the drama board (`board`, one chapter at a
+time), the chapter editor (`editor`: the writer's live preview, scene by scene, and each line's
+voicing) and the scene page (`scene`). Each
 fragment is a template partial whose root element carries the id it replaces; the consumer
 marks it `hx-swap-oob` so htmx swaps it in place. The same partials render the pages, so a
 reload and a live update always agree.
 """
 
+from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
 
+from dramas import speech_jobs
 from dramas import takes as take_services
+from dramas.dialog_fit import lengthenings, scene_needs
 from dramas.generation import KINDS as WRITING_KINDS
 from dramas.generation import latest_generation
-from dramas.models import Chapter, Drama, Scene
+from dramas.models import Chapter, Drama, Scene, Take
 from dramas.scripts import preview_of
 from dramas.takes import PRIORITIES, RENDER
 from dramas.takes_display import attach_jobs, latest_takes
@@ -26,6 +30,7 @@ VIEWS = ("board", "queue", "editor", "scene")
 QUEUE = "dramas/queue.html"
 BOARD = "dramas/board.html"
 EDITOR = "dramas/chapter_editor.html"
+DIALOG = "dramas/dialog_parts.html"
 TAKES = "dramas/take_parts.html"
 FORMS = "dramas/scene_takes.html"
 TAKES_SHOWN = 60  # the scene and take pages follow this many of the scene's takes
@@ -151,6 +156,55 @@ def generation_context(*, chapter: Chapter, can_edit: bool) -> dict:
     }
 
 
+def editor_scenes(*, chapter: Chapter) -> list[Scene]:
+    """The chapter editor's scenes, with what its cards and the dialog panels read."""
+    # `has_takes`: deleting such a scene archives it with its takes (the button says so).
+    return list(
+        chapter.scenes.annotate(
+            has_takes=Exists(Take.objects.filter(scene=OuterRef("pk")))
+        ).prefetch_related("characters", "lines__speaker")
+    )
+
+
+def dialog_context(*, chapter: Chapter, scenes: list[Scene], can_edit: bool) -> dict:
+    """Each line's voice (set on the line as `line.voice`), the chapter's voicing summary and
+    the scenes too short for their dialog, from the prefetched scenes (two more queries)."""
+    lines = [line for scene in scenes for line in scene.lines.all()]
+    voices = speech_jobs.line_voices(chapter=chapter, lines=lines)
+    for line in lines:
+        line.voice = voices.get(line.id)
+    audio = {line_id: voice.audio for line_id, voice in voices.items() if voice.voiced}
+    needs = scene_needs(scenes=scenes, language=chapter.drama.language, audio=audio)
+    states = list(voices.values())
+    proposal = lengthenings(needs=needs)
+    return {
+        "drama": chapter.drama,
+        "chapter": chapter,
+        "dialog_lines": [line for line in lines if line.id in voices],
+        "voice_summary": {
+            "lines": len(states),
+            "voiced": sum(state.voiced for state in states),
+            "voicing": sum(state.voicing for state in states),
+            "failed": sum(state.failed for state in states),
+            "to_voice": sum(not state.voiced and not state.voicing for state in states),
+        },
+        "lengthenings": proposal,
+        "lengthenable": [item for item in proposal if item.new_s is not None],
+        "can_edit": can_edit,
+    }
+
+
+def _dialog(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
+    """The editor's voicing panel, each line's voice and the lengthening proposal."""
+    chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
+    if chapter is None:
+        return ""
+    context = dialog_context(
+        chapter=chapter, scenes=editor_scenes(chapter=chapter), can_edit=can_edit
+    )
+    return render_to_string(f"{DIALOG}#dialog-live", context).strip()
+
+
 def _generation(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
     chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
     if chapter is None:
@@ -162,7 +216,9 @@ def snapshot(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
     """Every live fragment of the view, as on a fresh page load (sent on (re)connect)."""
     drama = Drama.objects.get(id=drama_id)
     if view == "editor":
-        return _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
+        return _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit) + _dialog(
+            drama=drama, chapter_id=chapter_id, can_edit=can_edit
+        )
     if view == "scene":
         return _takes(drama=drama, scene_id=chapter_id)
     if view == "queue":
@@ -185,11 +241,13 @@ def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
     drama = Drama.objects.get(id=drama_id)
     jobs = selectors.jobs_for_drama(drama_id=drama_id, ids=ids)
     if view == "editor":
-        writing = any(
-            job.kind in WRITING_KINDS and job.payload.get("chapter_id") == chapter_id
-            for job in jobs
-        )
-        return _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit) if writing else ""
+        ours = {job.kind for job in jobs if job.payload.get("chapter_id") == chapter_id}
+        fragments = ""
+        if ours & set(WRITING_KINDS):
+            fragments += _generation(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
+        if speech_jobs.SPEAK in ours:
+            fragments += _dialog(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
+        return fragments
     if view == "scene":
         ours = any(job.kind == RENDER and chapter_id in job_scene_ids(job) for job in jobs)
         return _takes(drama=drama, scene_id=chapter_id) if ours else ""

@@ -317,7 +317,7 @@ async def test_the_editor_shows_each_lines_voice_and_plays_it(sim):
 
     page = (await sync_to_async(producer.get)(editor_url)).content.decode()
     assert "Queued to voice" in page
-    assert f'hx-get="{poll_url}" hx-trigger="every 2s"' in page  # polls while lines are voiced
+    assert "every 2s" not in page  # the live channel follows the voicing, not a poll
     async with running():
         await settled([job.id])
     page = (await sync_to_async(producer.get)(editor_url)).content.decode()
@@ -328,7 +328,7 @@ async def test_the_editor_shows_each_lines_voice_and_plays_it(sim):
     audio_url = reverse("line_voice", args=[drama.id, lines[0].id]) + f"?audio={voice.key}"
     assert f'src="{audio_url}"' in page and f"{row.duration_s:.1f} s" in page
     assert "1 of 3 lines voiced" in page and "Voice the chapter (2 lines)" in page
-    assert "every 2s" not in poll and f'id="line-voice-{lines[0].id}"' in poll
+    assert f'id="line-voice-{lines[0].id}"' in poll
     assert 'hx-swap-oob="true"' in poll
     client = await sync_to_async(login)(viewer)  # viewers listen too
     played = await sync_to_async(client.get)(audio_url)
@@ -412,3 +412,39 @@ def test_pages_never_clone_a_voice_only_the_lines_job_does(settings):
         voice = line_voices(chapter=chapter, lines=[fresh])[fresh.id]
         assert voice.voiced and voice.key == result["key"]  # the page now finds it
     registry.forget()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_editor_follows_each_lines_voicing_live(sim):
+    """The editor's live channel: a line's job moving shows on its line, and its end brings
+    the line's player and the chapter's count, without a reload or a poll."""
+    from channels.layers import channel_layers
+
+    from studio.jobs import store
+    from tests.test_consumers import connect
+
+    channel_layers.backends.clear()  # this test's event loop gets its own in-memory layer
+    drama, chapter, lines = await sync_to_async(a_chapter)()
+    job = await sync_to_async(line_speak_enqueue)(line=lines[0])
+    path = f"/ws/dramas/{drama.id}/live/?view=editor&chapter={chapter.id}"
+    communicator, connected, _ = await connect(path, user=drama.created_by)
+    assert connected
+    snapshot = await communicator.receive_from(timeout=5)
+    assert f'id="line-voice-{lines[0].id}"' in snapshot and "Queued to voice" in snapshot
+
+    await Job.objects.filter(id=job.id).aupdate(status=JobStatus.RUNNING, lease_owner="w")
+    await sync_to_async(store.save_progress)(
+        owner="w", job_id=job.id, drama_id=drama.id, progress=0.5, note="Speaking"
+    )
+    moved = await communicator.receive_from(timeout=5)
+    assert f'id="line-voice-{lines[0].id}"' in moved and "Voicing 50%" in moved
+
+    await Job.objects.filter(id=job.id).aupdate(status=JobStatus.QUEUED, lease_owner="")
+    async with running():
+        await settled([job.id])
+    seen = ""
+    while "1 of 3 lines voiced" not in seen:
+        seen = await communicator.receive_from(timeout=10)
+    assert "<audio" in seen
+    await communicator.disconnect()
+    channel_layers.backends.clear()

@@ -6,16 +6,16 @@ so the editor works without reloads and with them.
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from dramas import services, speech_jobs
-from dramas.dialog_fit import lengthenings, scene_needs
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
-from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene, Take
+from dramas.live import dialog_context, editor_scenes
+from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
 from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.generation import editor_context as generation_editor_context
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
@@ -47,43 +47,6 @@ def _editor_url(chapter: Chapter, anchor: str = "") -> str:
     return f"{url}#{anchor}" if anchor else url
 
 
-def _scenes_of(chapter: Chapter) -> list[Scene]:
-    # `has_takes`: deleting such a scene archives it with its takes (the button says so).
-    return list(
-        chapter.scenes.annotate(
-            has_takes=Exists(Take.objects.filter(scene=OuterRef("pk")))
-        ).prefetch_related("characters", "lines__speaker")
-    )
-
-
-def _dialog_context(request, chapter: Chapter, scenes: list[Scene]) -> dict:
-    """Each line's voice (set on the line as `line.voice`), the chapter's voicing summary and
-    the scenes too short for their dialog, from the prefetched scenes (two more queries)."""
-    lines = [line for scene in scenes for line in scene.lines.all()]
-    voices = speech_jobs.line_voices(chapter=chapter, lines=lines)
-    for line in lines:
-        line.voice = voices.get(line.id)
-    audio = {line_id: voice.audio for line_id, voice in voices.items() if voice.voiced}
-    needs = scene_needs(scenes=scenes, language=chapter.drama.language, audio=audio)
-    states = list(voices.values())
-    proposal = lengthenings(needs=needs)
-    return {
-        "drama": chapter.drama,
-        "chapter": chapter,
-        "dialog_lines": [line for line in lines if line.id in voices],
-        "voice_summary": {
-            "lines": len(states),
-            "voiced": sum(state.voiced for state in states),
-            "voicing": sum(state.voicing for state in states),
-            "failed": sum(state.failed for state in states),
-            "to_voice": sum(not state.voiced and not state.voicing for state in states),
-        },
-        "lengthenings": proposal,
-        "lengthenable": [item for item in proposal if item.new_s is not None],
-        "can_edit": can(request, Role.EDITOR),
-    }
-
-
 def _editor_context(request, chapter: Chapter, **extra) -> dict:
     drama = chapter.drama
     # The header's stage, version count and archived scenes, in one query.
@@ -92,7 +55,7 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         version_total=Count("versions", distinct=True),
         archived_total=Count("scenes", filter=Q(scenes__archived_at__isnull=False), distinct=True),
     ).get()
-    scenes = _scenes_of(chapter)
+    scenes = editor_scenes(chapter=chapter)
     context = {
         "drama": drama,
         "chapter": chapter,
@@ -105,7 +68,9 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "archived_count": counted.archived_total,
         "stage": chapter_stage(counted),
     }
-    context.update(_dialog_context(request, chapter, scenes))
+    context.update(
+        dialog_context(chapter=chapter, scenes=scenes, can_edit=can(request, Role.EDITOR))
+    )
     # The chapter writer's panel, live preview and estimates (dramas/views/generation.py).
     context.update(generation_editor_context(chapter=chapter, can_edit=context["can_edit"]))
     context.update(extra)
@@ -459,7 +424,8 @@ def chapter_version_restore(request, drama, chapter_id: int, version_id: int):
 def _dialog_changed(request, chapter: Chapter):
     """The voicing panel, every line's voice and the lengthening proposal, as out-of-band
     fragments (the panel polls this while lines are being voiced)."""
-    context = _dialog_context(request, chapter, _scenes_of(chapter))
+    scenes = editor_scenes(chapter=chapter)
+    context = dialog_context(chapter=chapter, scenes=scenes, can_edit=can(request, Role.EDITOR))
     return render(request, f"{DIALOG}#dialog-live", context)
 
 
