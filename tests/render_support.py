@@ -55,6 +55,17 @@ async def wait_for(check, *, timeout: float = 30.0, step: float = 0.05):
         await asyncio.sleep(step)
 
 
+async def jobs_settled(job_ids: list[int], *, timeout: float = 60.0) -> list:
+    """The jobs, once none of them is queued or running any more."""
+    from studio.jobs.models import Job
+
+    async def done():
+        jobs = [job async for job in Job.objects.filter(id__in=job_ids).order_by("id")]
+        return jobs if all(job.status not in ("queued", "running") for job in jobs) else None
+
+    return await wait_for(done, timeout=timeout)
+
+
 def offline_video(settings, tmp_path) -> None:
     """The offline animatic, rendering fast into the test's folder."""
     settings.PROVIDER_VIDEO = {**settings.PROVIDER_VIDEO, "base_url": ""}

@@ -100,3 +100,27 @@ def test_it_keeps_an_existing_users_password(settings):
     assert user.check_password("their-own-password")
     assert Drama.objects.filter(memberships__user=user).count() == 1
     assert settings.DEMO_PASSWORD not in output
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_demo_chapter_is_voiced_offline_and_every_scene_holds_its_dialog():
+    from asgiref.sync import sync_to_async
+
+    from dramas.live import dialog_context, editor_scenes
+    from studio.jobs.models import Job
+    from tests.render_support import jobs_settled, running
+
+    await sync_to_async(seed)()
+    jobs = [job.id async for job in Job.objects.filter(kind="dialog.speak")]
+    assert len(jobs) == await DialogLine.objects.acount() == 7  # one job per line
+    async with running():
+        finished = await jobs_settled(jobs)
+    assert {job.status for job in finished} == {"succeeded"}
+
+    def dialog() -> dict:
+        chapter = Chapter.objects.get(drama__title="Midnight Broadcast")
+        return dialog_context(chapter=chapter, scenes=editor_scenes(chapter=chapter), can_edit=True)
+
+    context = await sync_to_async(dialog)()
+    assert context["voice_summary"]["voiced"] == 7
+    assert context["lengthenings"] == []  # measured: no scene is too short for its lines

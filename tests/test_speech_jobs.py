@@ -40,7 +40,7 @@ from tests.factories import (
     create_user,
 )
 from tests.providers_support import API_KEY, running_sim
-from tests.render_support import running, wait_for
+from tests.render_support import jobs_settled, running
 
 HTMX = {"HX-Request": "true"}
 
@@ -108,14 +108,6 @@ def a_chapter(*, owner=None):
     return drama, chapter, lines
 
 
-async def settled(job_ids: list[int]) -> list[Job]:
-    async def done():
-        jobs = [job async for job in Job.objects.filter(id__in=job_ids).order_by("id")]
-        return jobs if all(job.status not in ("queued", "running") for job in jobs) else None
-
-    return await wait_for(done, timeout=60)
-
-
 # --- voicing a chapter ----------------------------------------------------------------------
 
 
@@ -132,7 +124,7 @@ async def test_it_voices_the_chapter_one_job_per_line_cached_and_billed(sim):
     assert [job.payload["line_id"] for job in jobs] == [line.id for line in lines]
     assert jobs[0].label == "Voice scene 1, Ada: “You are on the air.”"
     async with running():
-        jobs = await settled([job.id for job in jobs])
+        jobs = await jobs_settled([job.id for job in jobs])
 
     assert [job.status for job in jobs] == [JobStatus.SUCCEEDED] * 3
     assert all(job.progress == 1.0 for job in jobs)
@@ -164,7 +156,7 @@ async def test_a_line_already_voiced_finishes_at_once_without_a_synthesis(sim):
     _drama, chapter, lines = await sync_to_async(a_chapter)()
     first = await sync_to_async(line_speak_enqueue)(line=lines[0])
     async with running():
-        await settled([first.id])
+        await jobs_settled([first.id])
         # The same words in the same voice elsewhere, and the same line asked again.
         lab = await sync_to_async(lambda: lines[2].scene)()
         twin = await sync_to_async(create_line)(
@@ -174,7 +166,7 @@ async def test_a_line_already_voiced_finishes_at_once_without_a_synthesis(sim):
         )
         again = await sync_to_async(line_speak_enqueue)(line=lines[0])
         copy = await sync_to_async(line_speak_enqueue)(line=twin)
-        jobs = await settled([again.id, copy.id])
+        jobs = await jobs_settled([again.id, copy.id])
 
     assert sim.stats.requests["speech"] == 1
     for job in jobs:
@@ -202,7 +194,7 @@ async def test_a_refused_or_malformed_reply_fails_only_that_lines_job_and_says_w
     queued = await sync_to_async(chapter_speak_enqueue)(chapter=chapter)
 
     async with running():
-        refused, garbled, spoken = await settled([job.id for job in queued.queued])
+        refused, garbled, spoken = await jobs_settled([job.id for job in queued.queued])
 
     assert refused.status == JobStatus.FAILED and refused.attempts == 1  # not worth retrying
     assert refused.last_error.startswith("Failed and not worth retrying: BadRequest:")
@@ -222,7 +214,7 @@ async def test_a_vendor_outage_is_retried_by_the_engine(sim):
     job = await sync_to_async(line_speak_enqueue)(line=lines[0])
 
     async with running():
-        [job] = await settled([job.id])
+        [job] = await jobs_settled([job.id])
 
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 3
     assert sim.stats.requests["speech"] == 3
@@ -235,7 +227,7 @@ async def test_a_line_deleted_before_its_job_ran_fails_it_saying_so(sim):
     await lines[1].adelete()
 
     async with running():
-        [job] = await settled([job.id])
+        [job] = await jobs_settled([job.id])
 
     assert job.status == JobStatus.FAILED and job.attempts == 1
     assert "The line was deleted before it could be voiced." in job.last_error
@@ -319,7 +311,7 @@ async def test_the_editor_shows_each_lines_voice_and_plays_it(sim):
     assert "Queued to voice" in page
     assert "every 2s" not in page  # the live channel follows the voicing, not a poll
     async with running():
-        await settled([job.id])
+        await jobs_settled([job.id])
     page = (await sync_to_async(producer.get)(editor_url)).content.decode()
     poll = (await sync_to_async(producer.get)(poll_url, headers=HTMX)).content.decode()
 
@@ -441,7 +433,7 @@ async def test_the_editor_follows_each_lines_voicing_live(sim):
 
     await Job.objects.filter(id=job.id).aupdate(status=JobStatus.QUEUED, lease_owner="")
     async with running():
-        await settled([job.id])
+        await jobs_settled([job.id])
     seen = ""
     while "1 of 3 lines voiced" not in seen:
         seen = await communicator.receive_from(timeout=10)

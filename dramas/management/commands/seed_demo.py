@@ -23,6 +23,8 @@ from dramas.services import (
     line_create,
     scene_create,
 )
+from dramas.speech_jobs import chapter_speak_enqueue
+from studio.providers import registry
 
 FACES_DIR = Path(__file__).resolve().parents[2] / "demo" / "faces"
 DEMO_TITLE = "Midnight Broadcast"
@@ -60,7 +62,8 @@ SCENES = [
                 "blinks with one incoming call."
             ),
             "camera": "slow push-in, medium close-up",
-            "duration_s": 6.0,
+            # Long enough for its lines in the offline voice (the chapter check measures it).
+            "duration_s": 10.0,
             "mood": "quiet, intimate",
         },
         ["Marcus Hale"],
@@ -78,7 +81,7 @@ SCENES = [
                 "reading numbers off a printout."
             ),
             "camera": "static wide shot, then cut to close-up",
-            "duration_s": 7.0,
+            "duration_s": 13.0,
             "mood": "tense",
         },
         ["Dr. Ada Quinn"],
@@ -179,6 +182,10 @@ class Command(BaseCommand):
             for speaker, line, emotion in dialog:
                 line_create(scene=scene, speaker=characters[speaker], line=line, emotion=emotion)
         chapter_version_save(chapter=chapter, user=user, note="Demo script")
+        if registry.speech().name == "local":
+            # The offline voice is free: the demo's lines are voiced on the first start (jobs on
+            # the board), so the editor plays them and the script check measures them.
+            chapter_speak_enqueue(chapter=chapter)
         return drama
 
     def add_references(self, character, filenames: list[str]) -> None:
