@@ -148,11 +148,17 @@ def variants() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in folder.iterdir() if p.is_file()))
 
 
+def espeak_settings(*, speed: float, pitch: float) -> tuple[int, int]:
+    """A voice's speed and pitch (semitones) as espeak-ng's words per minute and 0-100 base
+    pitch (its command line takes the same: `-s`, `-p`)."""
+    rate = round(min(max(WORDS_PER_MINUTE * speed, 80), 450))
+    return rate, round(min(max(50 + 4 * pitch, 0), 100))
+
+
 def speak(text: str, language: str, variant: str, speed: float, pitch: float) -> dict:
     """Synthesise one line (run in the pool): mono 16-bit WAV and word timings in seconds."""
     engine = _engine()
-    rate = round(min(max(WORDS_PER_MINUTE * speed, 80), 450))
-    base_pitch = round(min(max(50 + 4 * pitch, 0), 100))
+    rate, base_pitch = espeak_settings(speed=speed, pitch=pitch)
     samples, events = engine.speak(
         text, voice=voice_name(language=language, variant=variant), rate=rate, pitch=base_pitch
     )
