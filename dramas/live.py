@@ -202,6 +202,11 @@ def _dialog(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
     context = dialog_context(
         chapter=chapter, scenes=editor_scenes(chapter=chapter), can_edit=can_edit
     )
+    # Only lines a voicing job touched: the others look as the page drew them, and a line the
+    # page does not show yet (a chapter just written) must not be swapped in out of band.
+    context["dialog_lines"] = [
+        line for line in context["dialog_lines"] if line.voice and line.voice.job
+    ]
     return render_to_string(f"{DIALOG}#dialog-live", context).strip()
 
 
