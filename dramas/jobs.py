@@ -96,3 +96,6 @@ from dramas import pipeline as _pipeline  # noqa: E402,F401
 
 # Voicing lines ahead of a render registers `dialog.speak` (dramas/speech_jobs.py).
 from dramas import speech_jobs as _speech_jobs  # noqa: E402,F401
+
+# Exporting a chapter's cut registers `chapter.export` (dramas/delivery/export.py).
+from dramas.delivery import export as _export  # noqa: E402,F401

@@ -10,13 +10,21 @@ reload and a live update always agree.
 
 from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from dramas import speech_jobs
 from dramas import takes as take_services
+from dramas.delivery.cut import cut_of, gaps, playable_takes, runtime_s
+from dramas.delivery.export import (
+    EXPORT,
+    LOUDNESS_PRESETS,
+    export_is_current,
+    latest_export,
+)
 from dramas.dialog_fit import lengthenings, scene_needs
 from dramas.generation import KINDS as WRITING_KINDS
 from dramas.generation import latest_generation
-from dramas.models import Chapter, Drama, Scene, Take
+from dramas.models import Chapter, Drama, Export, ExportStatus, Scene, Take, Transition
 from dramas.scripts import preview_of
 from dramas.takes import PRIORITIES, RENDER
 from dramas.takes_display import attach_jobs, latest_takes
@@ -26,11 +34,12 @@ from studio.jobs.models import ACTIVE, Job, JobStatus
 
 # `scene`: the scene page and its take pages; the consumer's `chapter` parameter carries the
 # scene's id there (it passes one id through).
-VIEWS = ("board", "queue", "editor", "scene")
+VIEWS = ("board", "queue", "editor", "scene", "cut")
 QUEUE = "dramas/queue.html"
 BOARD = "dramas/board.html"
 EDITOR = "dramas/chapter_editor.html"
 DIALOG = "dramas/dialog_parts.html"
+CUT = "dramas/cut.html"
 TAKES = "dramas/take_parts.html"
 FORMS = "dramas/scene_takes.html"
 TAKES_SHOWN = 60  # the scene and take pages follow this many of the scene's takes
@@ -210,6 +219,54 @@ def _dialog(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
     return render_to_string(f"{DIALOG}#dialog-live", context).strip()
 
 
+def cut_context(*, chapter: Chapter, can_edit: bool) -> dict:
+    items = cut_of(chapter=chapter)
+    for item in items:
+        item.choices = playable_takes(item.scene)
+    latest = latest_export(chapter=chapter)
+    active = (
+        Export.objects.filter(
+            chapter=chapter, status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING]
+        )
+        .order_by("-id")
+        .first()
+    )
+    failed = Export.objects.filter(chapter=chapter).first()
+    playlist = [
+        {
+            "src": reverse("take_video", args=[chapter.drama_id, item.take.id]),
+            "in": item.in_s,
+            "out": item.out_s,
+            "label": f"Scene {item.scene.order} · take {item.take.number}",
+        }
+        for item in items
+        if item.take
+    ]
+    return {
+        "drama": chapter.drama,
+        "chapter": chapter,
+        "items": items,
+        "playlist": playlist,
+        "runtime_s": runtime_s(items),
+        "gaps": gaps(items),
+        "latest": latest,
+        "latest_current": bool(latest and export_is_current(export=latest)),
+        "active": active,
+        "failed": failed if failed and failed.status == ExportStatus.FAILED else None,
+        "transitions": Transition.choices,
+        "loudness_presets": LOUDNESS_PRESETS,
+        "can_edit": can_edit,
+    }
+
+
+def _export_panel(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
+    """The Cut page's export panel: the latest package, the export on its way, its progress."""
+    chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
+    if chapter is None:
+        return ""
+    return _oob(CUT, "export-panel", cut_context(chapter=chapter, can_edit=can_edit))
+
+
 def _generation(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
     chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
     if chapter is None:
@@ -226,6 +283,8 @@ def snapshot(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
         )
     if view == "scene":
         return _takes(drama=drama, scene_id=chapter_id)
+    if view == "cut":
+        return _export_panel(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
     if view == "queue":
         context = queue_context(drama=drama, can_edit=can_edit)
         return _oob(QUEUE, "queue-controls", context) + _oob(QUEUE, "queue-sections", context)
@@ -253,6 +312,11 @@ def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
         if speech_jobs.SPEAK in ours:
             fragments += _dialog(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
         return fragments
+    if view == "cut":
+        ours = any(
+            job.kind == EXPORT and job.payload.get("chapter_id") == chapter_id for job in jobs
+        )
+        return _export_panel(drama=drama, chapter_id=chapter_id, can_edit=can_edit) if ours else ""
     if view == "scene":
         ours = any(job.kind == RENDER and chapter_id in job_scene_ids(job) for job in jobs)
         return _takes(drama=drama, scene_id=chapter_id) if ours else ""

@@ -120,6 +120,7 @@ class ChapterStatus(models.TextChoices):
     GENERATING = "generating", "Generating"
     READY = "ready", "Ready to render"
     APPROVED = "approved", "Approved"
+    EXPORTED = "exported", "Exported"
 
 
 class ChapterSource(models.TextChoices):
@@ -484,3 +485,88 @@ class Review(models.Model):
     def __str__(self) -> str:
         target = f"frame {self.frame.index}" if self.frame_id else "take"
         return f"{self.user} {self.action} {target} of {self.take}"
+
+
+# --- The cut and its exports (dramas/delivery/) ------------------------------------------------
+
+
+class Transition(models.TextChoices):
+    CUT = "cut", "Cut"
+    FADE = "fade", "Fade through black"
+    DISSOLVE = "dissolve", "Dissolve"
+
+
+class CutEntry(models.Model):
+    """What the chapter's cut plays for one scene: a chosen take (none: the scene's approved
+    take), its in and out points, and the transition into the next scene. A scene without a
+    row plays its approved take whole, with a cut."""
+
+    scene = models.OneToOneField(Scene, on_delete=models.CASCADE, related_name="cut_entry")
+    take = models.ForeignKey(
+        Take, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    in_s = models.FloatField(default=0.0, validators=[MinValueValidator(0)])
+    out_s = models.FloatField(
+        null=True, blank=True, help_text="Seconds into the take; empty: its end."
+    )
+    transition = models.CharField(max_length=10, choices=Transition, default=Transition.CUT)
+    transition_s = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0), MaxValueValidator(2)]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Cut entry of {self.scene}"
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Exporting"
+    DONE = "done", "Exported"
+    FAILED = "failed", "Failed"
+
+
+def export_folder(chapter: "Chapter", input_hash: str) -> str:
+    return f"exports/{chapter.drama_id}/{chapter.id}/{input_hash[:16]}"
+
+
+class Export(models.Model):
+    """One delivery package of a chapter's cut, identified by the hash of everything that went
+    in: an unchanged cut is never exported twice."""
+
+    chapter = models.ForeignKey(Chapter, on_delete=models.CASCADE, related_name="exports")
+    input_hash = models.CharField(max_length=64, db_index=True)
+    inputs = models.JSONField(default=dict, blank=True, help_text="What the hash was made of.")
+    status = models.CharField(max_length=10, choices=ExportStatus, default=ExportStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    note = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    job_id = models.BigIntegerField(null=True, blank=True)
+    folder = models.CharField(max_length=200, blank=True, help_text="Storage prefix of its files.")
+    # name -> {"sha256", "bytes", "duration_s"?, "width"?, "height"?}: the manifest's files.
+    files = models.JSONField(default=dict, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    loudness_target_lufs = models.FloatField(default=-14.0)
+    loudness_lufs = models.FloatField(null=True, blank=True)
+    true_peak_dbtp = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One package per input hash that is on its way or done; failed ones may repeat.
+            models.UniqueConstraint(
+                fields=["chapter", "input_hash"],
+                condition=~models.Q(status="failed"),
+                name="one_export_per_input",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Export {self.input_hash[:8]} of {self.chapter}"

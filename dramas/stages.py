@@ -1,6 +1,7 @@
 """Where a chapter stands, from what is true now rather than a stored flag that a dead worker
-could leave behind: writing (a writer job for it is queued or running), approved (every scene
-has an approved take), ready to render (it has scenes) or draft (none yet)."""
+could leave behind: writing (a writer job for it is queued or running), exported (approved, and
+its current cut has an export: dramas/delivery/export.py `with_export_stage`), approved (every
+scene has an approved take), ready to render (it has scenes) or draft (none yet)."""
 
 from django.db.models import (
     CharField,
@@ -17,7 +18,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
 from dramas.generation import KINDS as WRITING_KINDS
-from dramas.models import Chapter, ChapterStatus, Scene
+from dramas.models import Chapter, ChapterStatus, Export, ExportStatus, Scene
 from studio.jobs.models import ACTIVE, Job
 
 
@@ -35,7 +36,11 @@ def chapters_with_stage(chapters: QuerySet[Chapter]) -> QuerySet[Chapter]:
         .annotate(scenes=Count("id", distinct=True))
         .values("scenes")
     )
+    exported = Export.objects.filter(chapter=OuterRef("id"), status=ExportStatus.DONE).order_by(
+        "-created_at", "-id"
+    )
     return chapters.annotate(
+        latest_export_id=Subquery(exported.values("id")[:1]),
         writing=Exists(writing),
         # A join, not the live-scene manager: archived scenes are left out by hand.
         scene_count=Count("scenes", filter=Q(scenes__archived_at__isnull=True), distinct=True),

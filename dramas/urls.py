@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from dramas.views import chapters, characters, costs, dramas, generation, queue, takes
+from dramas.views import chapters, characters, costs, cut, dramas, generation, queue, takes
 
 
 class IdConverter:
@@ -122,6 +122,15 @@ urlpatterns = [
         chapters.chapter_lengthen,
         name="chapter_lengthen",
     ),
+    # The cut: the chapter as an episode, its export and the package's files
+    path(D + "chapters/<id:chapter_id>/cut/", cut.chapter_cut, name="chapter_cut"),
+    path(
+        D + "chapters/<id:chapter_id>/cut/scenes/<id:scene_id>/",
+        cut.cut_entry_update,
+        name="cut_entry_update",
+    ),
+    path(D + "chapters/<id:chapter_id>/export/", cut.chapter_export, name="chapter_export"),
+    path(D + "exports/<id:export_id>/<path:name>", cut.export_file, name="export_file"),
     # The drama's job queue
     path(D + "queue/", queue.drama_queue, name="drama_queue"),
     path(D + "queue/pause/", queue.queue_pause, name="queue_pause"),

@@ -1,12 +1,14 @@
 """Every drama URL against every visitor: anonymous, non-member, viewer, editor, producer."""
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 
 from dramas import services
 from dramas.jobs import chapter_check_enqueue
-from dramas.models import Frame, Review, Role, Take
+from dramas.models import Export, ExportStatus, Frame, Review, Role, Take, export_folder
 from studio.jobs.models import Job, QueuePause
 from tests.conftest import login
 from tests.factories import (
@@ -60,6 +62,14 @@ def world(db):
     version = services.chapter_version_save(chapter=chapter)
     job = chapter_check_enqueue(chapter=chapter)
     take = create_take(scene=scene)
+    export = Export.objects.create(
+        chapter=chapter,
+        input_hash="0" * 64,
+        status=ExportStatus.DONE,
+        folder=export_folder(chapter, "0" * 64),
+        files={"manifest.json": {"sha256": "", "bytes": 2}},
+    )
+    default_storage.save(f"{export.folder}/manifest.json", ContentFile(b"{}"))
     viewer = add_member(drama=drama, role=Role.VIEWER)
     editor = add_member(drama=drama, role=Role.EDITOR)
     ids = {
@@ -74,6 +84,8 @@ def world(db):
         "job_id": job.id,
         "take_id": take.id,
         "frame_id": take.frames.get().id,
+        "export_id": export.id,
+        "name": "manifest.json",
     }
     return {"drama": drama, "producer": producer, "viewer": viewer, "editor": editor, "ids": ids}
 

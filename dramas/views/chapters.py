@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from dramas import services, speech_jobs
+from dramas.delivery.export import with_export_stage
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
 from dramas.live import dialog_context, editor_scenes
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
@@ -66,8 +67,10 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "new_scene_form": SceneForm(drama=drama, prefix="new"),
         "version_count": counted.version_total,
         "archived_count": counted.archived_total,
-        "stage": chapter_stage(counted),
+        "stage": with_export_stage(chapter=counted, stage=chapter_stage(counted)),
     }
+    # The header links the latest package (found on the counted copy of the chapter).
+    chapter.latest_export, chapter.export_current = counted.latest_export, counted.export_current
     context.update(
         dialog_context(chapter=chapter, scenes=scenes, can_edit=can(request, Role.EDITOR))
     )

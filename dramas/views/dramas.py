@@ -8,6 +8,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from characters.models import ReferenceImage
 from dramas import live, services
 from dramas.costs import dramas_spend
+from dramas.delivery.export import with_export_stage
 from dramas.forms import DramaForm, MemberForm
 from dramas.models import Drama, Membership, Role
 from dramas.stages import chapter_stage, chapters_with_stage
@@ -76,7 +77,7 @@ def drama_delete(request, drama):
 def drama_board(request, drama):
     chapters = list(chapters_with_stage(drama.chapters.order_by("number")))
     for chapter in chapters:
-        chapter.stage = chapter_stage(chapter)
+        chapter.stage = with_export_stage(chapter=chapter, stage=chapter_stage(chapter))
     selected = None
     chapter_id = request.GET.get("chapter", "")
     if chapter_id.isdigit():

@@ -193,3 +193,39 @@
     htmx.ajax("GET", url, { target: "#chapter-header", select: "#chapter-header", swap: "outerHTML" });
   });
 })();
+
+// Cut page: the assembled chapter previewed in one player, take after take, each from its in
+// to its out point (the export masters the same cut; this is the quick look).
+(function () {
+  "use strict";
+
+  const video = document.getElementById("cut-preview");
+  const data = document.getElementById("cut-playlist");
+  if (!video || !data) return;
+  const status = document.getElementById("cut-preview-status");
+  const list = JSON.parse(data.textContent);
+  if (!list.length) {
+    status.textContent = "Nothing to preview yet: no scene has a take to play.";
+    return;
+  }
+  let index = 0;
+  function load(i, play) {
+    index = i;
+    const clip = list[i];
+    video.src = clip.src;
+    video.addEventListener("loadedmetadata", function () {
+      video.currentTime = clip.in;
+      if (play) video.play();
+    }, { once: true });
+    status.textContent = clip.label + " (" + (i + 1) + " of " + list.length + ")";
+  }
+  function next() {
+    if (index + 1 < list.length) load(index + 1, true);
+    else { video.pause(); status.textContent = "End of the cut."; }
+  }
+  video.addEventListener("timeupdate", function () {
+    if (video.currentTime >= list[index].out - 0.02) next();
+  });
+  video.addEventListener("ended", next);
+  load(0, false);
+})();

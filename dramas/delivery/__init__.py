@@ -1,0 +1,1 @@
+"""Delivery: a chapter's cut, its master, subtitles, editor timelines and export package."""
