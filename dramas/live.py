@@ -14,7 +14,14 @@ from django.urls import reverse
 
 from dramas import speech_jobs
 from dramas import takes as take_services
-from dramas.delivery.cut import cut_of, gaps, playable_takes, runtime_s
+from dramas.delivery.cut import (
+    cover_candidates,
+    cover_frame,
+    cut_of,
+    gaps,
+    playable_takes,
+    runtime_s,
+)
 from dramas.delivery.export import (
     EXPORT,
     LOUDNESS_PRESETS,
@@ -253,6 +260,8 @@ def cut_context(*, chapter: Chapter, can_edit: bool) -> dict:
         "latest_current": bool(latest and export_is_current(export=latest)),
         "active": active,
         "failed": failed if failed and failed.status == ExportStatus.FAILED else None,
+        "covers": cover_candidates(items=items),
+        "cover": cover_frame(chapter=chapter, items=items),
         "transitions": Transition.choices,
         "loudness_presets": LOUDNESS_PRESETS,
         "can_edit": can_edit,

@@ -134,6 +134,10 @@ class Chapter(models.Model):
     title = models.CharField(max_length=200)
     synopsis = models.TextField(blank=True, max_length=5000)
     source = models.CharField(max_length=10, choices=ChapterSource, default=ChapterSource.WRITTEN)
+    # The episode's cover, picked on the Cut page (none: the cut's best-scoring frame).
+    cover_frame = models.ForeignKey(
+        "Frame", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

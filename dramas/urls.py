@@ -130,6 +130,7 @@ urlpatterns = [
         name="cut_entry_update",
     ),
     path(D + "chapters/<id:chapter_id>/export/", cut.chapter_export, name="chapter_export"),
+    path(D + "chapters/<id:chapter_id>/cover/", cut.chapter_cover, name="chapter_cover"),
     path(D + "exports/<id:export_id>/<path:name>", cut.export_file, name="export_file"),
     # The drama's job queue
     path(D + "queue/", queue.drama_queue, name="drama_queue"),

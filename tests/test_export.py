@@ -127,7 +127,7 @@ async def test_trims_are_checked_against_the_take(offline):
 
 
 async def test_an_export_writes_the_whole_package_and_is_reused_for_an_unchanged_cut(offline):
-    drama, chapter, cast, takes = await approved_chapter()
+    drama, chapter, cast, _takes = await approved_chapter()
     await sync_to_async(cut_entry_set)(
         scene=cast["first"], take=None, in_s=0.25, out_s=2.75, transition="dissolve",
         transition_s=0.5,
@@ -162,9 +162,7 @@ async def test_an_export_writes_the_whole_package_and_is_reused_for_an_unchanged
     assert "Nobody listens at this hour." in vtt and "You are on the air." in vtt
     with zipfile.ZipFile(io.BytesIO(stored(export, "episode.zip"))) as archive:
         assert expected - {"episode.zip"} <= set(archive.namelist())
-    timeline = await sync_to_async(read_back)(
-        default_storage.path(f"{export.folder}/episode.otio")
-    )
+    timeline = await sync_to_async(read_back)(default_storage.path(f"{export.folder}/episode.otio"))
     assert len(list(timeline.find_clips())) >= 2
 
     # Asked again for the same cut: the same package, no second job.
@@ -194,7 +192,7 @@ async def test_an_export_writes_the_whole_package_and_is_reused_for_an_unchanged
 
 
 async def test_the_cut_page_previews_exports_and_serves_the_package_to_members_only(offline):
-    drama, chapter, cast, takes = await approved_chapter()
+    drama, chapter, _cast, takes = await approved_chapter()
     viewer = await sync_to_async(add_member)(drama=drama, role="viewer")
     producer = await sync_to_async(login)(drama.created_by)
     cut_url = reverse("chapter_cut", args=[drama.id, chapter.id])
@@ -279,3 +277,35 @@ async def test_the_cut_page_follows_the_export_live(offline):
     assert "40%" in moved
     await communicator.disconnect()
     channel_layers.backends.clear()
+
+
+async def test_the_producer_picks_the_cover_and_the_export_follows(offline):
+    from dramas.delivery.cut import cover_candidates, cover_frame
+
+    drama, chapter, _cast, _takes = await approved_chapter()
+    items = await sync_to_async(cut_of)(chapter=chapter)
+    candidates = await sync_to_async(cover_candidates)(items=items)
+    best = await sync_to_async(cover_frame)(chapter=chapter, items=items)
+    assert best == candidates[0] and len(candidates) > 1
+    scores = [frame.score for frame in candidates if frame.score is not None]
+    assert scores == sorted(scores, reverse=True)
+
+    first, _ = await sync_to_async(export_request)(chapter=chapter)
+    assert first.inputs["cover_frame"] == best.id
+    producer = await sync_to_async(login)(drama.created_by)
+    url = reverse("chapter_cover", args=[drama.id, chapter.id])
+    await sync_to_async(producer.post)(url, {"frame": 10**9})  # not one of the chapter's
+    await chapter.arefresh_from_db()
+    assert chapter.cover_frame_id is None
+    picked = candidates[-1]
+    await sync_to_async(producer.post)(url, {"frame": picked.id})
+    await chapter.arefresh_from_db()
+    assert chapter.cover_frame_id == picked.id
+
+    second, made = await sync_to_async(export_request)(chapter=chapter)
+    assert made and second.input_hash != first.input_hash
+    assert second.inputs["cover_frame"] == picked.id
+    page = await sync_to_async(producer.get)(reverse("chapter_cut", args=[drama.id, chapter.id]))
+    assert (
+        reverse("frame_image", args=[drama.id, picked.take_id, picked.id]) in page.content.decode()
+    )

@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.db.models import F
 
 from dramas.dialog_audio import video_seconds
-from dramas.models import Chapter, CutEntry, Scene, Take, TakeStatus, Transition
+from dramas.models import Chapter, CutEntry, Frame, Scene, Take, TakeStatus, Transition
 from studio.media import local_path
 
 # Bumped when the export makes different files from the same inputs: old packages go stale.
@@ -143,6 +144,35 @@ def cut_entry_set(
     return entry
 
 
+COVER_CHOICES = 8
+
+
+def cover_candidates(*, items: list[CutItem]) -> list[Frame]:
+    """The frames a cover may be cut from: the cut's takes' best-scoring frames first."""
+    take_ids = [item.take.id for item in items if item.take]
+    frames = Frame.objects.filter(take_id__in=take_ids).select_related("take")
+    return list(
+        frames.order_by(F("score").desc(nulls_last=True), "take_id", "index")[:COVER_CHOICES]
+    )
+
+
+def cover_frame(*, chapter: Chapter, items: list[CutItem]) -> Frame | None:
+    """The producer's pick when it belongs to a take in the cut, else the best-scoring frame."""
+    take_ids = {item.take.id for item in items if item.take}
+    picked = chapter.cover_frame
+    if picked is not None and picked.take_id in take_ids:
+        return picked
+    candidates = cover_candidates(items=items)
+    return candidates[0] if candidates else None
+
+
+def cover_set(*, chapter: Chapter, frame: Frame | None) -> None:
+    if frame is not None and frame.take.scene.chapter_id != chapter.id:
+        raise ValidationError("Pick a frame of one of this chapter's takes.")
+    chapter.cover_frame = frame
+    chapter.save(update_fields=["cover_frame", "updated_at"])
+
+
 def cut_inputs(*, chapter: Chapter, items: list[CutItem], spec: dict) -> dict:
     """Everything an export is made of: the takes' media (by content), trims, transitions, the
     dialog each take carries, and the delivery settings."""
@@ -172,6 +202,7 @@ def cut_inputs(*, chapter: Chapter, items: list[CutItem], spec: dict) -> dict:
         "chapter": chapter.id,
         "title": chapter.title,
         "clips": clips,
+        "cover_frame": getattr(cover_frame(chapter=chapter, items=items), "id", None),
         "spec": spec,
     }
 

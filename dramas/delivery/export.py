@@ -212,11 +212,7 @@ def _plan(*, export_id: int) -> dict:
             }
         )
         at += out_s - in_s
-    cover = (
-        Frame.objects.filter(take_id__in=[c["take_id"] for c in clips], score__isnull=False)
-        .order_by("-score", "index")
-        .first()
-    ) or Frame.objects.filter(take_id__in=[c["take_id"] for c in clips]).first()
+    cover = Frame.objects.filter(id=export.inputs.get("cover_frame")).first()
     return {
         "name": f"{chapter.drama.title} · {chapter.number}. {chapter.title}",
         "spec": export.inputs["spec"],

@@ -9,10 +9,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dramas.delivery.cut import cut_entry_set
+from dramas.delivery.cut import cover_set, cut_entry_set
 from dramas.delivery.export import export_request
 from dramas.live import cut_context
-from dramas.models import Chapter, Export, ExportStatus, Role, Scene, Transition
+from dramas.models import Chapter, Export, ExportStatus, Frame, Role, Scene, Transition
 from dramas.views.helpers import can, done, drama_view
 
 CONTENT_TYPES = {
@@ -79,6 +79,26 @@ def cut_entry_update(request, drama, chapter_id: int, scene_id: int):
         messages.error(request, f"Scene {scene.order}: {' '.join(error.messages)}")
     else:
         messages.success(request, f"Scene {scene.order}: the cut is updated.")
+    return done(request, _cut_url(chapter))
+
+
+@drama_view()
+@require_POST
+def chapter_cover(request, drama, chapter_id: int):
+    """The episode's cover: one of the cut's frames (empty: the best-scoring one)."""
+    chapter = _chapter(drama, chapter_id)
+    frame_id = request.POST.get("frame", "").strip()
+    frame = None
+    if frame_id.isdigit():
+        frame = Frame.objects.filter(take__scene__chapter=chapter, id=int(frame_id)).first()
+    try:
+        if frame_id and frame is None:
+            raise ValidationError("Pick a frame of one of this chapter's takes.")
+        cover_set(chapter=chapter, frame=frame)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "The cover is set; the next export uses it.")
     return done(request, _cut_url(chapter))
 
 
