@@ -116,7 +116,9 @@ async def test_lip_sync_replaces_the_video_and_bills_one_call(offline):
     bills = [r for r in calls if r.operation == "lipsync.generate"]
     assert len(bills) == 1
     assert all(r.cost_usd == 0 for r in calls if r.operation != "lipsync.generate")
-    assert bills[0].cost_usd == pytest.approx(LIPSYNC_PER_S * Decimal(bills[0].units), abs=1e-6)
+    assert bills[0].cost_usd == pytest.approx(
+        LIPSYNC_PER_S * Decimal(bills[0].units), abs=Decimal("1e-6")
+    )
     assert bills[0].units == pytest.approx(scene.duration_s, abs=0.2)
     assert take.cost_usd == bills[0].cost_usd  # the offline video and voice are free
 
