@@ -7,4 +7,5 @@ BENCHMARKS = {
     "fanout": "dramas.bench.fanout:fanout",
     "render": "dramas.bench.render:render",
     "speech": "dramas.bench.speech:speech",
+    "export": "dramas.bench.export:export",
 }
