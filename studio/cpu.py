@@ -33,6 +33,11 @@ from concurrent.futures.process import BrokenProcessPool
 PARENT_POLL_S = 0.5
 
 _pool: "CpuPool | None" = None
+# Broken pools whose manager thread may still be failing their futures. Holding them here keeps
+# the executor alive until that thread is done: were its last reference to go while it holds the
+# pool's shutdown lock (a future's done callback), the executor's weakref callback would take
+# that same lock on the same thread, and the interpreter would hang at exit (CPython 3.12).
+_retired: "list[CpuPool]" = []
 _lock = threading.Lock()
 
 
@@ -119,16 +124,30 @@ def _discard_if_broken(pool: CpuPool, future: Future) -> None:
 
 
 def _discard(pool: CpuPool) -> None:
-    """Forget this broken pool if it is still the current one: the next call starts another."""
+    """Forget this broken pool if it is still the current one: the next call starts another.
+    The pool is kept among the retired until its manager thread has finished."""
     global _pool
     with _lock:
         if _pool is pool:
             _pool = None
+        if not any(retired is pool for retired in _retired):
+            _retired.append(pool)
+
+
+def _manager_running(pool: CpuPool) -> bool:
+    manager = pool._executor_manager_thread
+    return manager is not None and manager.is_alive()
+
+
+def _prune_retired() -> None:
+    # Called with _lock held, from a thread that is no pool's manager.
+    _retired[:] = [pool for pool in _retired if _manager_running(pool)]
 
 
 def cpu_pool() -> CpuPool:
     global _pool
     with _lock:
+        _prune_retired()
         if _pool is None:
             _pool = CpuPool(max_workers=cpu_workers())
         return _pool

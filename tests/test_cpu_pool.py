@@ -84,6 +84,25 @@ def test_a_sync_caller_sees_the_broken_pool_and_the_next_call_gets_a_fresh_one(o
     assert cpu.cpu_pool() is not pool
 
 
+def test_a_pool_broken_under_calls_nobody_holds_any_more_still_winds_down(own_pool):
+    """The futures of fire-and-forget calls are the last holders of a broken pool (through
+    their done callbacks): the pool's manager thread must still finish, or the interpreter
+    hangs at exit waiting for it."""
+    pool = cpu.cpu_pool()
+    victim = pool.submit(os.getpid).result(timeout=60)
+    for _ in range(3):
+        pool.submit(time.sleep, 60)
+    manager = pool._executor_manager_thread
+    del pool
+    time.sleep(0.3)
+
+    os.kill(victim, signal.SIGKILL)
+    manager.join(timeout=20)
+
+    assert not manager.is_alive(), "the broken pool's manager thread deadlocked"
+    assert cpu.cpu_pool().submit(os.getpid).result(timeout=60) != victim
+
+
 # Starts two pool processes (a call each, at the same time), says so, and waits.
 POOL_OWNER = """
 import pathlib, sys, time
