@@ -7,10 +7,10 @@ pipeline does it (`mux_dialog` over lines spoken by the offline voice, espeak-ng
 `studio.providers.speech_espeak.speak`, in the voices of `bench speech`'s cast, placed by
 `dialog_audio.place` after the title card). The chapter's lines are dealt out in order, as many
 to a take as fit before its out point. Each take is trimmed to [0.5 s, 0.5 s + length] so the
-trims add up to the episode: 90 s by default (ten 9 s clips), `minutes` (a 3-minute episode for
-the memory bound: twenty), 15 s with --quick (two 7.5 s clips). Joins alternate dissolve, fade
-and cut (0.5 s each); captions come from the placed lines, clipped to the trims, as the export
-job makes them.
+trims add up to the episode: 90 s by default (ten 9 s clips), `--minutes N` long when
+given (3 for the memory bound: twenty clips), 15 s with --quick (two 7.5 s clips). Joins
+alternate dissolve, fade and cut (0.5 s each); captions come from the placed lines, clipped to
+the trims, as the export job makes them.
 
 Timed, each in a fresh process spawned like the studio's CPU pool (same initializer), so its
 peak resident memory (VmHWM) is its own:

@@ -42,6 +42,9 @@ class Command(BaseCommand):
             default=1,
             help="worker processes (ratelimit: one limit shared through Redis)",
         )
+        parser.add_argument(
+            "--minutes", type=float, default=None, help="episode length (export: 1.5 by default)"
+        )
 
     def handle(self, *args, name: str, json: bool, quick: bool, workers: int, **options) -> None:
         known = benchmarks()
@@ -53,7 +56,16 @@ class Command(BaseCommand):
         run = getattr(importlib.import_module(module_name), function_name)
         if workers < 1:
             raise CommandError("--workers must be 1 or more.")
-        figures = run({"quick": quick, "workers": workers, "stdout": self.stdout})
+        if options.get("minutes") is not None and options["minutes"] <= 0:
+            raise CommandError("--minutes must be more than 0.")
+        figures = run(
+            {
+                "quick": quick,
+                "workers": workers,
+                "minutes": options.get("minutes"),
+                "stdout": self.stdout,
+            }
+        )
         if json:
             self.stdout.write(_dumps(figures))
         else:
