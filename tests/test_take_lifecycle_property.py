@@ -49,8 +49,8 @@ from tests.render_support import FAST, remote_video, seed_prices
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# CI runs 200; more locally with STUDIO_PROPERTY_SEQUENCES=2000.
-SEQUENCES = int(os.environ.get("STUDIO_PROPERTY_SEQUENCES", 200))
+# make test runs 100; more locally with STUDIO_PROPERTY_SEQUENCES=2000.
+SEQUENCES = int(os.environ.get("STUDIO_PROPERTY_SEQUENCES", 100))
 STEPS = 8
 LEASE_S = 0.4
 DRAIN_S = 20.0
