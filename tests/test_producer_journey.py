@@ -24,7 +24,7 @@ from tests.browser_support import (
     wait_for_live,
 )
 from tests.factories import FACES_DIR
-from tests.studio_process import serve_studio, studio_env
+from tests.studio_process import offline_studio_env, serve_studio
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
@@ -37,12 +37,7 @@ PROMPT = "Marcus waits at the lamp room door, wind in the glass."
 
 @pytest.fixture
 def studio(tmp_path):
-    env = studio_env(tmp_path)
-    # Offline providers whatever the caller's environment says; the fastest x264 preset keeps
-    # the animatics of a short chapter to a few seconds each.
-    env.update(
-        WRITER_BASE_URL="", VIDEO_BASE_URL="", LIPSYNC_BASE_URL="", ANIMATIC_PRESET="ultrafast"
-    )
+    env = offline_studio_env(tmp_path)
     with serve_studio(tmp_path, env) as (base, _, _):
         create_studio_user(env, USERNAME, PASSWORD)
         yield base

@@ -16,7 +16,7 @@ from tests.browser_support import (
     set_timeouts,
     wait_for_live,
 )
-from tests.studio_process import serve_studio, studio_env
+from tests.studio_process import offline_studio_env, serve_studio
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
@@ -24,9 +24,7 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture
 def studio(tmp_path):
-    env = studio_env(tmp_path)
-    env.update(VIDEO_BASE_URL="", ANIMATIC_PRESET="ultrafast")
-    with serve_studio(tmp_path, env) as (base, _, _):
+    with serve_studio(tmp_path, offline_studio_env(tmp_path)) as (base, _, _):
         yield base
 
 
