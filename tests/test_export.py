@@ -261,6 +261,10 @@ async def test_the_cut_page_follows_the_export_live(offline):
     assert connected
     snapshot = await communicator.receive_from(timeout=5)
     assert 'id="export-panel"' in snapshot and "Not exported yet." in snapshot
+    # Rendered without the request, the swapped-in form has no CSRF field: it posts through
+    # htmx, whose header carries the page's token (a plain post was refused with a 403).
+    export_url = f"/dramas/{drama.id}/chapters/{chapter.id}/export/"
+    assert f'hx-post="{export_url}"' in snapshot
 
     export, _made = await sync_to_async(export_request)(chapter=chapter)
     queued = await communicator.receive_from(timeout=5)
