@@ -40,8 +40,13 @@ async def finished(take_id: int) -> Take | None:
 
 
 async def polling(take_id: int) -> bool:
+    # The handle is saved on the take a moment before the job's checkpoint moves to "poll":
+    # wait for both, or a loaded machine stops the worker in between.
     take = await Take.objects.aget(id=take_id)
-    return bool(take.remote_handle) and take.status == TakeStatus.RENDERING
+    if not take.remote_handle or take.status != TakeStatus.RENDERING:
+        return False
+    job = await Job.objects.aget(id=take.job_id)
+    return (job.checkpoint or {}).get("step") == "poll"
 
 
 def vendor_job(sim, take: Take) -> dict:
