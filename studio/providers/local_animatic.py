@@ -173,7 +173,14 @@ class LocalAnimatic:
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         out = self.path(handle.id)
+        task = self._tasks.get(handle.id)
         if out.exists():
+            if task is not None and not task.done():
+                # The file is written but its render is not booked yet: success is reported
+                # only once the ledger holds it, so no finished take goes unbilled.
+                return JobStatus(
+                    JobState.RUNNING, progress=1.0, poll_after_s=0.1, vendor_status="booking"
+                )
             return JobStatus(JobState.SUCCEEDED, progress=1.0, vendor_status="completed")
         error_file = Path(f"{out}.error")
         if error_file.exists():
@@ -185,7 +192,6 @@ class LocalAnimatic:
             )
         if Path(f"{out}.cancelled").exists():
             return JobStatus(JobState.CANCELLED, vendor_status="cancelled")
-        task = self._tasks.get(handle.id)
         if task is None or task.done():
             # Nobody renders it in this process: the studio restarted mid-render.
             return JobStatus(
