@@ -326,15 +326,16 @@ def test_the_ratelimit_bench_shares_one_limit_across_worker_processes(redis_url,
     from studio.bench.ratelimit import ratelimit
 
     monkeypatch.setenv("REDIS_URL", redis_url)
-    figures = ratelimit({"workers": 2, "quick": True})
+    # 50 req/s shared: the baseline's two buckets (100 req/s together) stay within what this
+    # machine sends beside a loaded test run (at 100 req/s each, CI reached only 106 of 200).
+    figures = ratelimit({"workers": 2, "quick": True, "rate": 50})
     assert figures["workers"] == 2 and figures["failed"] == 0
-    assert figures["requests"] == figures["ok"]
-    assert figures["configured_rate"] == 100 and figures["window_limit"] == 200
+    assert figures["requests"] == figures["ok"] == 150
+    assert figures["configured_rate"] == 50 and figures["window_limit"] == 100
     assert figures["windows_over_limit"] == 0 and figures["bucket_violations"] == 0
     assert figures["redis_fell_back"] is False
     assert figures["achieved_rate"] <= 1.05 * figures["configured_rate"]
-    # The baseline, same run: each process with its own bucket sends up to twice the rate (on a
-    # loaded machine the processes reach less of it: 128 req/s was seen beside an encode), and
+    # The baseline, same run: each process with its own bucket sends up to twice the rate, and
     # well over what the shared limit let through.
-    assert figures["baseline_achieved_rate"] > 1.15 * figures["configured_rate"]
+    assert figures["baseline_achieved_rate"] > 1.3 * figures["configured_rate"]
     assert figures["baseline_windows_over_limit"] > 0
