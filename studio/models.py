@@ -15,6 +15,7 @@ class PriceKind(models.TextChoices):
     VIDEO = "video", "Video (per second, per token or per request, by vendor)"
     LIPSYNC = "lipsync", "Lip sync (per second of output)"
     SPEECH = "speech", "Speech (per million characters of text)"
+    IMAGE = "image", "Image (per image)"
 
 
 class Price(models.Model):

@@ -322,6 +322,28 @@ PROVIDER_SPEECH = provider_env(
     "SPEECH", model=SPEECH_DEFAULT_MODELS[SPEECH_API], rate=5, burst=10, concurrency=4
 )
 PROVIDER_SPEECH["api"] = SPEECH_API
+# Images (storyboard keyframes): the wire format of IMAGE_BASE_URL, `openai` (POST
+# /images/generations and /images/edits: OpenAI, Seedream on ModelArk, many proxies), `fal` (the fal
+# queue) or `comfyui` (a self-hosted ComfyUI and an image workflow). Without a base URL the
+# studio composes each keyframe offline from the cast's reference images.
+IMAGE_APIS = ("openai", "fal", "comfyui")
+IMAGE_API = os.environ.get("IMAGE_API", "openai").strip().lower()
+if IMAGE_API not in IMAGE_APIS:
+    raise ImproperlyConfigured(
+        f"IMAGE_API must be one of {', '.join(IMAGE_APIS)}, not {IMAGE_API!r}."
+    )
+IMAGE_DEFAULT_MODELS = {
+    "openai": "gpt-image-1",
+    "fal": "fal-ai/flux-pro/kontext",
+    "comfyui": "flux-dev",
+}
+PROVIDER_IMAGE = provider_env(
+    "IMAGE", model=IMAGE_DEFAULT_MODELS[IMAGE_API], rate=2, burst=10, concurrency=4
+)
+PROVIDER_IMAGE["api"] = IMAGE_API
+PROVIDER_IMAGE["max_reference_images"] = int(os.environ.get("IMAGE_MAX_REFERENCES", 0))
+PROVIDER_IMAGE["poll_s"] = float(os.environ.get("IMAGE_POLL_S", 2))
+PROVIDER_IMAGE["workflow"] = os.environ.get("IMAGE_WORKFLOW", "").strip()
 PROVIDER_LIPSYNC = provider_env("LIPSYNC", model="lipsync-2", rate=2, burst=10, concurrency=8)
 PROVIDER_LIPSYNC["poll_s"] = float(os.environ.get("LIPSYNC_POLL_S", 5))
 # Circuit breaker: open after N consecutive failures, try again after recovery_s, close after

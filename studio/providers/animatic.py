@@ -230,6 +230,24 @@ def _plate(request: VideoRequest, speaker, cast, plate_size, framing, *, labels:
     return _story_card(plate_size, request)
 
 
+STILL_FRAMINGS = ("medium", "close")
+
+
+def still_plate(request: VideoRequest, size: tuple[int, int], *, variant: int = 0) -> Image.Image:
+    """A scene's still in the animatic's look, without the title card or any text over it:
+    one person face-centred, several in panels, nobody: the action written large. `variant`
+    changes the framing of one person and the order of several (a storyboard's candidates)."""
+    cast = [(m, image) for m in request.cast if (image := stills.load_image(m)) is not None]
+    _move, framing = camera_move(request.camera)
+    if len(cast) == 1:
+        framing = STILL_FRAMINGS[(STILL_FRAMINGS.index(framing) + variant) % len(STILL_FRAMINGS)]
+        return _plate(request, cast[0], cast, size, framing, labels=False)
+    if cast:
+        shift = variant % len(cast)
+        cast = cast[shift:] + cast[:shift]
+    return _plate(request, None, cast, size, framing, labels=False)
+
+
 def _story_card(size: tuple[int, int], request: VideoRequest) -> Image.Image:
     """No cast images: the action written large over the time-of-day backdrop."""
     card = stills.backdrop(size, request.time_of_day, None)

@@ -198,6 +198,9 @@ class VideoRequest:
     cast: tuple[CastMember, ...] = ()
     dialog: tuple[DialogCue, ...] = ()
     seed: int | None = None
+    # The scene's chosen keyframe (PNG or JPEG bytes): the clip starts from this picture
+    # (image-to-video), and the references are still sent where the model takes both.
+    first_frame: bytes | None = field(default=None, repr=False)
 
     def prompt_text(self) -> str:
         """The text prompt a remote video model reads: action, camera, then dialog."""
@@ -223,6 +226,62 @@ class LipSyncRequest:
     video_url: str = ""
     audio_url: str = ""
     sync_mode: str = "cut_off"
+
+
+# --- Images (storyboard keyframes) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One still of a scene: its first frame, to be scored before any video is paid for."""
+
+    prompt: str
+    aspect: str = "9:16"
+    time_of_day: str = ""
+    camera: str = ""
+    cast: tuple[CastMember, ...] = ()
+    seed: int | None = None
+    # Which candidate of the scene's set this is (0, 1, 2, ...): services get another seed;
+    # the offline composer another framing.
+    variant: int = 0
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """A still as the service made it: encoded bytes (PNG, JPEG or WebP) that decode, and
+    their size in pixels."""
+
+    data: bytes = field(repr=False)
+    width: int
+    height: int
+    media_type: str = "image/png"
+    request_id: str = ""
+    revised_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class ImageCapabilities:
+    # The size the service makes for each aspect it offers.
+    sizes: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {"9:16": (720, 1280), "16:9": (1280, 720), "1:1": (1024, 1024)}
+    )
+    max_reference_images: int = 1
+    unit: str = "image"  # what a call is billed by (a per-request price: per image)
+
+    def size_for(self, aspect: str) -> tuple[int, int]:
+        return self.sizes.get(aspect) or next(iter(self.sizes.values()))
+
+
+@runtime_checkable
+class ImageProvider(Protocol):
+    name: str
+    model: str
+    label: str
+    capabilities: ImageCapabilities
+
+    async def generate(self, request: ImageRequest, *, idempotency_key: str) -> GeneratedImage:
+        """One still, booked in the usage ledger (kind "image", one request per image)."""
+        ...
 
 
 # --- Speech ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from studio.providers.animatic import RenderOptions
-from studio.providers.base import ChatProvider, JobProvider, SpeechProvider
+from studio.providers.base import ChatProvider, ImageProvider, JobProvider, SpeechProvider
 from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
 from studio.providers.local_animatic import LocalAnimatic
 from studio.providers.local_writer import LocalWriter
@@ -197,6 +197,41 @@ def speech(api: str = ""):
         )
 
     return _cached("speech", config, build)
+
+
+# IMAGE_API -> (module, config class, adapter class); imported when chosen.
+IMAGE_ADAPTERS = {
+    "openai": ("studio.providers.image_openai", "ImageConfig", "OpenAIImages"),
+    "fal": ("studio.providers.image_fal", "FalImageConfig", "FalImages"),
+    "comfyui": ("studio.providers.image_comfyui", "ComfyImageConfig", "ComfyImages"),
+}
+
+
+def image() -> ImageProvider:
+    """The keyframe service: IMAGE_API at IMAGE_BASE_URL, or the offline composed still."""
+    config = settings.PROVIDER_IMAGE
+    if not config["base_url"]:
+        from studio.providers.local_still import LocalStill
+
+        return _cached("image", {"local": True}, LocalStill)
+    name = provider_name(config["base_url"], config["provider"])
+    module_name, config_name, adapter_name = IMAGE_ADAPTERS[config.get("api", "openai")]
+
+    def build() -> ImageProvider:
+        module = importlib.import_module(module_name)
+        config_class = getattr(module, config_name)
+        own = {"workflow": "", "poll_s": 2.0, "max_reference_images": 0}
+        extra = {
+            name: config.get(name, default)
+            for name, default in own.items()
+            if name in _fields(config_class)
+        }
+        return getattr(module, adapter_name)(
+            config_class(**_http_fields(config, name), **extra),
+            guard=_guard("image", name, config),
+        )
+
+    return _cached("image", config, build)
 
 
 def _fields(config_class) -> set[str]:
