@@ -124,7 +124,17 @@ def video_request(*, take_id: int) -> VideoRequest:
         cast=tuple(cast),
         dialog=tuple(dialog),
         seed=take.seed,
+        first_frame=_first_frame(take),
     )
+
+
+def _first_frame(take: Take) -> bytes | None:
+    """The storyboard keyframe the take starts from (chosen when it was queued), if any."""
+    keyframe = take.keyframe
+    if keyframe is None or not keyframe.image:
+        return None
+    with keyframe.image.open("rb") as handle:
+        return handle.read()
 
 
 def _ref_ids(take: Take) -> list[int]:

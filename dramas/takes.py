@@ -96,11 +96,15 @@ def dramas_spent_usd(*, drama_ids: Sequence[int]) -> dict[int, tuple[Decimal, in
 
 
 def drama_reserved_usd(*, drama_id: int, exclude_take_id: int | None = None) -> Decimal:
-    """Estimates of takes that are queued or rendering: their usage is not booked yet."""
+    """Estimates of takes that are queued or rendering, and of keyframe rounds on their way:
+    their usage is not booked yet."""
+    from dramas.keyframes import keyframes_reserved_usd
+
     takes = Take.objects.filter(scene__chapter__drama_id=drama_id, status__in=TAKE_ACTIVE)
     if exclude_take_id is not None:
         takes = takes.exclude(id=exclude_take_id)
-    return takes.aggregate(total=Sum("estimate_usd"))["total"] or Decimal(0)
+    reserved = takes.aggregate(total=Sum("estimate_usd"))["total"] or Decimal(0)
+    return reserved + keyframes_reserved_usd(drama_id=drama_id)
 
 
 def render_estimate_usd(*, seconds: float) -> Decimal | None:
@@ -250,8 +254,13 @@ def take_enqueue(
     user=None,
     prompt: str = "",
     seed: int | None = None,
+    override_gate: bool = False,
 ) -> list[Take]:
-    """A new take (the next attempt) and a render job per scene, if the budget allows all."""
+    """A new take (the next attempt) and a render job per scene, if the budget allows all and
+    the keyframe gate lets each scene through (or a producer overrides it); each take starts
+    from its scene's chosen keyframe, when it has one."""
+    from dramas.keyframes import chosen_keyframes, gate_refusals
+
     scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
     if not scenes:
         raise ValidationError("Nothing to render: every scene is approved or already rendering.")
@@ -275,11 +284,16 @@ def take_enqueue(
             ),
             code="busy",
         )
+    refusals = {} if override_gate else gate_refusals(drama=drama, scenes=scenes)
+    if refusals:
+        raise ValidationError(" ".join(refusals.values()), code="gated")
     estimate = takes_estimate(drama=drama, scenes=scenes)
     if not estimate.fits:
         raise ValidationError(estimate.refusal(), code="budget")
+    keyframes = chosen_keyframes(scene_ids=[scene.id for scene in scenes])
     takes = []
     for scene in scenes:
+        keyframe = keyframes.get(scene.id)
         number = (scene.takes.aggregate(top=Max("number"))["top"] or 0) + 1
         try:
             with transaction.atomic():  # the database's own guard: one active take a scene
@@ -292,6 +306,10 @@ def take_enqueue(
                     prompt_edited=bool(prompt.strip()),
                     idempotency_key=f"take-{uuid.uuid4().hex}",
                     estimate_usd=render_estimate_usd(seconds=scene.duration_s),
+                    keyframe=keyframe,
+                    gate_override=override_gate
+                    and keyframe is not None
+                    and not keyframe.consistent,
                     note="Waiting for a worker",
                     created_by=user,
                 )
@@ -328,6 +346,7 @@ class Batch:
     takes: list[Take]
     skipped_approved: int
     skipped_busy: int
+    skipped_gated: int = 0  # scenes whose chosen keyframe is not consistent (the gate)
 
     def summary(self) -> str:
         cost = sum((t.estimate_usd for t in self.takes if t.estimate_usd is not None), start=0)
@@ -341,6 +360,11 @@ class Batch:
             parts.append(f"{_count(self.skipped_approved, 'approved scene')} skipped.")
         if self.skipped_busy:
             parts.append(f"{_count(self.skipped_busy, 'scene')} already rendering, left alone.")
+        if self.skipped_gated:
+            parts.append(
+                f"{_count(self.skipped_gated, 'scene')} held by the keyframe gate (its keyframe "
+                "is not consistent): pick or regenerate keyframes, or render it anyway."
+            )
         return " ".join(parts)
 
 
@@ -353,19 +377,29 @@ def takes_render_batch(*, drama: Drama, scenes: Sequence[Scene], priority: int =
     """ "Render chapter" / "Render drama": a take for every scene that is neither approved nor
     rendering, chosen under the drama's lock, so a double click or two producers at once queue
     each scene once. Returns a `Batch`; refuses (ValidationError) when nothing is left."""
-    Drama.objects.select_for_update().filter(id=drama.id).first()
+    from dramas.keyframes import gate_refusals
+
+    drama = Drama.objects.select_for_update().get(id=drama.id)
     scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
     busy = _rendering(scenes)
     chosen, approved = batch_scenes(scenes=scenes)
+    gated = gate_refusals(drama=drama, scenes=chosen)
+    idle_approved = sum(1 for scene in scenes if scene.id not in busy) - len(chosen)
+    chosen = [scene for scene in chosen if scene.id not in gated]
     if not chosen:
         raise ValidationError(
             f"Nothing to render: {_count(approved, 'scene')} approved, "
-            f"{_count(len(busy), 'scene')} already rendering.",
+            f"{_count(len(busy), 'scene')} already rendering"
+            + (f", {_count(len(gated), 'scene')} held by the keyframe gate." if gated else "."),
             code="nothing",
         )
     takes = take_enqueue(drama=drama, scenes=chosen, priority=priority, user=user)
-    idle_approved = sum(1 for scene in scenes if scene.id not in busy) - len(chosen)
-    return Batch(takes=takes, skipped_approved=idle_approved, skipped_busy=len(busy))
+    return Batch(
+        takes=takes,
+        skipped_approved=idle_approved,
+        skipped_busy=len(busy),
+        skipped_gated=len(gated),
+    )
 
 
 def take_cancel(*, take: Take) -> Take:
@@ -554,13 +588,20 @@ def frame_review(*, frame: Frame, user, action: str, comment: str = "") -> Frame
 
 
 @transaction.atomic
-def take_regenerate(*, take: Take, user, prompt: str = "", comment: str = "") -> Take:
+def take_regenerate(
+    *, take: Take, user, prompt: str = "", comment: str = "", override_gate: bool = False
+) -> Take:
     """A new take of the same scene with a new seed; `prompt` replaces the built prompt when
     the producer edited it. The old take stays as it is (an approved one is never touched)."""
     edited = prompt.strip() if prompt.strip() and prompt.strip() != take.prompt.strip() else ""
     drama = take.scene.chapter.drama
     [new] = take_enqueue(
-        drama=drama, scenes=[take.scene], priority=take.priority + 1, user=user, prompt=edited
+        drama=drama,
+        scenes=[take.scene],
+        priority=take.priority + 1,
+        user=user,
+        prompt=edited,
+        override_gate=override_gate,
     )
     note = comment.strip() or (f"Prompt edited for take {new.number}." if edited else "")
     _record(take=take, user=user, action=ReviewAction.REGENERATE, comment=note)
