@@ -10,6 +10,8 @@ A failed request is COMPLETED too: its error is in the status (`error`, `error_t
 the answer of response_url (4xx/5xx with fal's `detail`).
 Billing: the first poll that sees a request completed with a result books it once
 ("video.generate"): its seconds, and one request for models fal bills per generation.
+The queue plumbing (auth, errors, submit, status, result) is `FalQueue`, shared with the
+image adapter (image_fal.py).
 """
 
 from __future__ import annotations
@@ -215,12 +217,164 @@ def fal_detail(body) -> tuple[str, str]:
     return "", ""
 
 
+QUEUE_URLS = ("status_url", "response_url", "cancel_url")
+
+
+class FalQueue:
+    """fal's queue as every fal adapter speaks it (video here, images in image_fal.py): the
+    `Key` scheme, errors in `detail`, a submission answered with its request URLs, the status
+    of a queued request and the result of a completed one. Mixed into an HttpProvider whose
+    config has `poll_s`."""
+
+    def headers(self, url: str, *, idempotency_key: str = "") -> dict[str, str]:
+        """fal's scheme is `Authorization: Key <key>`, for our own host only, as ever."""
+        headers = super().headers(url, idempotency_key=idempotency_key)
+        if "Authorization" in headers:
+            headers["Authorization"] = f"Key {self.config.api_key}"
+        return headers
+
+    def error_from_response(self, response: httpx.Response) -> ProviderError:
+        """fal puts its message in `detail`; other bodies go the shared way."""
+        message, error_type = fal_detail(_json_or_none(response))
+        if not message:
+            return super().error_from_response(response)
+        return error_for_status(
+            response.status_code,
+            provider=self.name,
+            message=self.clean(message),
+            error_type=error_type,
+            retry_after_s=parse_retry_after(response.headers, cap_s=self.config.retry_after_cap_s),
+            request_id=request_id_of(response),
+        )
+
+    async def queue_submit(
+        self, url: str, body: dict, *, idempotency_key: str
+    ) -> tuple[str, dict[str, str]]:
+        """POST a request to the queue: its id and the URLs the answer gave for it."""
+        # fal's queue documents no idempotency header: a POST whose answer is lost may queue a
+        # second (billed) request. The key is sent anyway, as the simulator and proxies in
+        # front of fal dedupe by it, so a retry there returns the first request.
+        headers = self.headers(url, idempotency_key=idempotency_key)
+        response = await self.send("POST", url, headers=headers, json=body)
+        answer = self.json_of(response)
+        request_id = str(answer.get("request_id") or "")
+        if not request_id:
+            raise MalformedResponse(
+                "the request was accepted without a request_id",
+                provider=self.name,
+                request_id=request_id_of(response),
+            )
+        return request_id, {name: str(answer[name]) for name in QUEUE_URLS if answer.get(name)}
+
+    def queue_urls(self, model: str, request_id: str, given: dict) -> dict[str, str]:
+        """The returned URLs, or the queue's documented paths when an answer lacked them."""
+        root = self.url(f"{app_id(model)}/requests/{request_id}")
+        return {
+            "status": given.get("status_url") or f"{root}/status",
+            "response": given.get("response_url") or root,
+            "cancel": given.get("cancel_url") or f"{root}/cancel",
+        }
+
+    async def queue_poll(self, url: str, request_id: str, *, operation: str) -> JobStatus:
+        """The request's status; a request fal no longer knows is a (retryable) failure."""
+
+        async def attempt() -> Outcome:
+            response = await self.send("GET", url, params={"logs": 1}, headers=self.headers(url))
+            body = self.json_of(response)
+            return Outcome(self._status(body, response.headers), request_id=request_id)
+
+        try:
+            return await self.call(operation=operation, attempt=attempt)
+        except BadRequest as error:
+            if error.status != 404:
+                raise
+            return JobStatus(
+                JobState.FAILED,
+                error="fal no longer has this request (expired or never queued)",
+                retryable=True,
+                vendor_status="missing",
+            )
+
+    async def queue_result(
+        self, url: str, request_id: str, completed: JobStatus, *, operation: str, output
+    ) -> tuple[JobStatus, object]:
+        """COMPLETED says the request ran, not that it worked: the result tells. Returns the
+        status and `output(body, provider=, request_id=)` of a result, or a failed status and
+        None when fal answered the result with the model's error."""
+
+        async def attempt() -> Outcome:
+            try:
+                response = await self.client().request("GET", url, headers=self.headers(url))
+            except httpx.HTTPError as error:
+                raise self.error_from_exception(error) from None
+            if response.status_code < 400:
+                value = output(self.json_of(response), provider=self.name, request_id=request_id)
+                return Outcome((completed, value), request_id=request_id)
+            message, error_type = fal_detail(_json_or_none(response))
+            error = self.error_from_response(response)
+            # fal answers a failed request's result with the model's `detail`; an answer
+            # without one (an outage, a proxy) is retried like any other error.
+            if not message or isinstance(error, AuthError | RateLimited | QuotaExceeded):
+                raise error
+            # A 4xx is the input's fault (validation, content policy): never worth a retry.
+            kind = error_type if response.status_code >= 500 else error_type or "invalid"
+            failed = self._failed(message, kind, "completed with an error")
+            return Outcome((failed, None), request_id=request_id)
+
+        return await self.call(operation=operation, attempt=attempt)
+
+    def _status(self, body: dict, headers) -> JobStatus:
+        vendor = str(body.get("status") or "").upper()
+        state = STATES.get(vendor)
+        if state is None:
+            logger.warning("%s: unknown fal status %r, treated as running", self.name, vendor)
+            state = JobState.RUNNING
+        poll_after = parse_retry_after(headers, cap_s=self.config.retry_after_cap_s)
+        poll_after = poll_after if poll_after is not None else self.config.poll_s
+        error_text = str(body.get("error") or "")
+        error_type = str(body.get("error_type") or "")
+        if state is JobState.SUCCEEDED and (error_text or error_type):
+            state = JobState.FAILED
+        if "cancel" in f"{error_type} {error_text}".lower() and state is JobState.FAILED:
+            state = JobState.CANCELLED
+        progress, label = 0.0, vendor.lower().replace("_", " ")
+        if state is JobState.QUEUED:
+            position = body.get("queue_position")
+            if isinstance(position, int) and not isinstance(position, bool):
+                label = f"in queue (position {position})"
+        elif state is JobState.RUNNING:
+            progress = _log_progress(body.get("logs"))
+        elif state is JobState.SUCCEEDED:
+            progress = 1.0
+        if state in (JobState.FAILED, JobState.CANCELLED):
+            return self._failed(error_text or "the request failed", error_type, label, state)
+        return JobStatus(
+            state=state, progress=progress, poll_after_s=poll_after, vendor_status=label
+        )
+
+    def _failed(
+        self, message: str, error_type: str, label: str, state: JobState = JobState.FAILED
+    ) -> JobStatus:
+        retryable = state is JobState.FAILED and failure_retryable(error_type or message)
+        text = self.clean(message)
+        if state is JobState.FAILED:
+            text = f"{text} ({'retryable' if retryable else 'not retryable'})"
+        return JobStatus(
+            state=state,
+            progress=1.0,
+            error=text,
+            retryable=retryable,
+            poll_after_s=self.config.poll_s,
+            vendor_status=label,
+        )
+
+
 @dataclass
 class FalConfig(VideoConfig):
     """The video settings; the model id picks the inputs and capabilities from MODELS."""
 
 
-class FalVideo(RemoteVideo):
+class FalVideo(FalQueue, RemoteVideo):
     def __init__(self, config: FalConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.config: FalConfig = config
@@ -244,35 +398,8 @@ class FalVideo(RemoteVideo):
             native_audio=self.native_audio,
         )
 
-    def headers(self, url: str, *, idempotency_key: str = "") -> dict[str, str]:
-        """fal's scheme is `Authorization: Key <key>`, for our own host only, as ever."""
-        headers = super().headers(url, idempotency_key=idempotency_key)
-        if "Authorization" in headers:
-            headers["Authorization"] = f"Key {self.config.api_key}"
-        return headers
-
-    def error_from_response(self, response: httpx.Response) -> ProviderError:
-        """fal puts its message in `detail`; other bodies go the shared way."""
-        message, error_type = fal_detail(_json_or_none(response))
-        if not message:
-            return super().error_from_response(response)
-        return error_for_status(
-            response.status_code,
-            provider=self.name,
-            message=self.clean(message),
-            error_type=error_type,
-            retry_after_s=parse_retry_after(response.headers, cap_s=self.config.retry_after_cap_s),
-            request_id=request_id_of(response),
-        )
-
     def _urls(self, handle: JobHandle) -> dict[str, str]:
-        """The returned URLs, or the queue's documented paths when an answer lacked them."""
-        root = self.url(f"{app_id(handle.data.get('model') or self.model)}/requests/{handle.id}")
-        return {
-            "status": handle.data.get("status_url") or f"{root}/status",
-            "response": handle.data.get("response_url") or root,
-            "cancel": handle.data.get("cancel_url") or f"{root}/cancel",
-        }
+        return self.queue_urls(handle.data.get("model") or self.model, handle.id, handle.data)
 
     # --- submit ----------------------------------------------------------------------------
 
@@ -320,26 +447,10 @@ class FalVideo(RemoteVideo):
         url = self.url(self.model)
 
         async def attempt() -> Outcome:
-            # fal's queue documents no idempotency header: a POST whose answer is lost may
-            # queue a second (billed) request. The key is sent anyway, as the simulator and
-            # proxies in front of fal dedupe by it, so a retry there returns the first request;
-            # against fal itself the saved handle keeps a restarted take from resubmitting.
-            request_id, answer = await self.post_job(
-                url,
-                idempotency_key=idempotency_key,
-                json=body,
-                id_field="request_id",
-                what="the request",
-            )
-            data = {
-                "seconds": seconds,
-                "model": self.model,
-                **{
-                    name: str(answer[name])
-                    for name in ("status_url", "response_url", "cancel_url")
-                    if answer.get(name)
-                },
-            }
+            # Against fal itself (no idempotency there) the saved handle keeps a restarted take
+            # from resubmitting.
+            request_id, urls = await self.queue_submit(url, body, idempotency_key=idempotency_key)
+            data = {"seconds": seconds, "model": self.model, **urls}
             handle = JobHandle(
                 provider=self.name, id=request_id, model=self.model, kind="video", data=data
             )
@@ -351,101 +462,16 @@ class FalVideo(RemoteVideo):
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         self._check(handle)
-        url = self._urls(handle)["status"]
-
-        async def attempt() -> Outcome:
-            response = await self.send("GET", url, params={"logs": 1}, headers=self.headers(url))
-            body = self.json_of(response)
-            return Outcome(self._status(body, response.headers), request_id=handle.id)
-
-        try:
-            status = await self.call(operation="video.poll", attempt=attempt)
-        except BadRequest as error:
-            if error.status != 404:
-                raise
-            return JobStatus(
-                JobState.FAILED,
-                error="fal no longer has this request (expired or never queued)",
-                retryable=True,
-                vendor_status="missing",
-            )
+        urls = self._urls(handle)
+        status = await self.queue_poll(urls["status"], handle.id, operation="video.poll")
         if status.state is not JobState.SUCCEEDED:
             return status
-        # COMPLETED says the request ran, not that it worked: the result tells.
-        status = await self._result_status(handle, status)
+        status, _ = await self.queue_result(
+            urls["response"], handle.id, status, operation="video.result", output=_video_url
+        )
         if status.state is JobState.SUCCEEDED:
             await self.book_generated(handle)
         return status
-
-    def _status(self, body: dict, headers) -> JobStatus:
-        vendor = str(body.get("status") or "").upper()
-        state = STATES.get(vendor)
-        if state is None:
-            logger.warning("%s: unknown fal status %r, treated as running", self.name, vendor)
-            state = JobState.RUNNING
-        poll_after = parse_retry_after(headers, cap_s=self.config.retry_after_cap_s)
-        poll_after = poll_after if poll_after is not None else self.config.poll_s
-        error_text = str(body.get("error") or "")
-        error_type = str(body.get("error_type") or "")
-        if state is JobState.SUCCEEDED and (error_text or error_type):
-            state = JobState.FAILED
-        if "cancel" in f"{error_type} {error_text}".lower() and state is JobState.FAILED:
-            state = JobState.CANCELLED
-        progress, label = 0.0, vendor.lower().replace("_", " ")
-        if state is JobState.QUEUED:
-            position = body.get("queue_position")
-            if isinstance(position, int) and not isinstance(position, bool):
-                label = f"in queue (position {position})"
-        elif state is JobState.RUNNING:
-            progress = _log_progress(body.get("logs"))
-        elif state is JobState.SUCCEEDED:
-            progress = 1.0
-        if state in (JobState.FAILED, JobState.CANCELLED):
-            return self._failed(error_text or "the request failed", error_type, label, state)
-        return JobStatus(
-            state=state, progress=progress, poll_after_s=poll_after, vendor_status=label
-        )
-
-    def _failed(
-        self, message: str, error_type: str, label: str, state: JobState = JobState.FAILED
-    ) -> JobStatus:
-        retryable = state is JobState.FAILED and failure_retryable(error_type or message)
-        text = self.clean(message)
-        if state is JobState.FAILED:
-            text = f"{text} ({'retryable' if retryable else 'not retryable'})"
-        return JobStatus(
-            state=state,
-            progress=1.0,
-            error=text,
-            retryable=retryable,
-            poll_after_s=self.config.poll_s,
-            vendor_status=label,
-        )
-
-    async def _result_status(self, handle: JobHandle, completed: JobStatus) -> JobStatus:
-        url = self._urls(handle)["response"]
-
-        async def attempt() -> Outcome:
-            try:
-                response = await self.client().request("GET", url, headers=self.headers(url))
-            except httpx.HTTPError as error:
-                raise self.error_from_exception(error) from None
-            if response.status_code < 400:
-                _video_url(self.json_of(response), provider=self.name, request_id=handle.id)
-                return Outcome(completed, request_id=handle.id)
-            message, error_type = fal_detail(_json_or_none(response))
-            error = self.error_from_response(response)
-            # fal answers a failed request's result with the model's `detail`; an answer
-            # without one (an outage, a proxy) is retried like any other error.
-            if not message or isinstance(error, AuthError | RateLimited | QuotaExceeded):
-                raise error
-            # A 4xx is the input's fault (validation, content policy): never worth a retry.
-            kind = error_type if response.status_code >= 500 else error_type or "invalid"
-            return Outcome(
-                self._failed(message, kind, "completed with an error"), request_id=handle.id
-            )
-
-        return await self.call(operation="video.result", attempt=attempt)
 
     # --- fetch and cancel ------------------------------------------------------------------
 
