@@ -19,18 +19,26 @@ class DramaForm(forms.ModelForm):
             "consistency_threshold",
             "auto_regenerate",
             "max_attempts",
+            "keyframe_candidates",
+            "keyframe_gate",
         ]
         widgets = {
             "logline": forms.Textarea(attrs={"rows": 3}),
             "consistency_threshold": forms.NumberInput(attrs={"min": 1, "max": 99, "step": 1}),
         }
-        labels = {"budget_usd": "Budget (USD)", "consistency_threshold": "Consistency threshold"}
+        labels = {
+            "budget_usd": "Budget (USD)",
+            "consistency_threshold": "Consistency threshold",
+            "keyframe_candidates": "Keyframe candidates per scene",
+            "keyframe_gate": "Keyframe gate",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Left empty (or absent from an older form), it means the calibrated default.
         self.fields["consistency_threshold"].required = False
         self.fields["max_attempts"].required = False
+        self.fields["keyframe_candidates"].required = False
 
     def clean_consistency_threshold(self) -> int:
         value = self.cleaned_data.get("consistency_threshold")
@@ -39,6 +47,10 @@ class DramaForm(forms.ModelForm):
     def clean_max_attempts(self) -> int:
         value = self.cleaned_data.get("max_attempts")
         return self.instance.max_attempts if value is None else value
+
+    def clean_keyframe_candidates(self) -> int:
+        value = self.cleaned_data.get("keyframe_candidates")
+        return self.instance.keyframe_candidates if value is None else value
 
 
 class MemberForm(forms.Form):

@@ -279,6 +279,44 @@ def scene_storyboard(*, scenes: Sequence[Scene]) -> dict[int, dict]:
     }
 
 
+def storyboard_png(*, chapter) -> bytes:
+    """The chapter's storyboard sheet: one PNG page of its scenes' chosen keyframes with their
+    scores, durations, cameras and dialog (dramas/storyboard_sheet.py draws it)."""
+    from dramas.storyboard_sheet import SheetHeader, SheetPanel, storyboard_sheet
+
+    scenes = list(chapter.scenes.prefetch_related("lines__speaker"))
+    chosen = chosen_keyframes(scene_ids=[scene.id for scene in scenes])
+    verdicts = {Verdict.ACCEPT: "pass", Verdict.REJECT: "fail"}
+    panels = []
+    for scene in scenes:
+        keyframe = chosen.get(scene.id)
+        lines = list(scene.lines.all())[:2]
+        panels.append(
+            SheetPanel(
+                number=scene.order,
+                duration_s=scene.duration_s,
+                camera=scene.camera,
+                location=scene.location,
+                time_of_day=scene.get_time_of_day_display(),
+                dialog=" / ".join(
+                    f"{line.display_speaker or 'Narrator'}: {line.line}" for line in lines
+                ),
+                image_path=local_path(keyframe.image) if keyframe and keyframe.image else None,
+                score=keyframe.score if keyframe else None,
+                verdict=verdicts.get(keyframe.verdict, "") if keyframe else "",
+                note="" if keyframe else "No keyframe yet",
+            )
+        )
+    header = SheetHeader(
+        drama_title=chapter.drama.title,
+        chapter_number=chapter.number,
+        chapter_title=chapter.title,
+        aspect=chapter.drama.aspect,
+        generated_on=timezone.localdate().isoformat(),
+    )
+    return storyboard_sheet(header, panels)
+
+
 # --- The job -------------------------------------------------------------------------------------
 
 

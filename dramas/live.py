@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from dramas import keyframes as keyframe_services
 from dramas import speech_jobs
 from dramas import takes as take_services
 from dramas.delivery.cut import (
@@ -41,13 +42,14 @@ from studio.jobs.models import ACTIVE, Job, JobStatus
 
 # `scene`: the scene page and its take pages; the consumer's `chapter` parameter carries the
 # scene's id there (it passes one id through).
-VIEWS = ("board", "queue", "editor", "scene", "cut")
+VIEWS = ("board", "queue", "editor", "scene", "cut", "storyboard")
 QUEUE = "dramas/queue.html"
 BOARD = "dramas/board.html"
 EDITOR = "dramas/chapter_editor.html"
 DIALOG = "dramas/dialog_parts.html"
 CUT = "dramas/cut.html"
 TAKES = "dramas/take_parts.html"
+STORYBOARD = "dramas/storyboard.html"
 FORMS = "dramas/scene_takes.html"
 TAKES_SHOWN = 60  # the scene and take pages follow this many of the scene's takes
 ACTIVE_SCAN_LIMIT = 500  # queued and running jobs read to place them on the board's tiles
@@ -96,10 +98,23 @@ def attach_scene_jobs(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
     return scenes
 
 
+def attach_storyboard(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
+    """Give each scene `board` (its chosen keyframe, its latest round with the candidates)
+    and `gated` (why the keyframe gate holds it, or ""), in three queries."""
+    boards = keyframe_services.scene_storyboard(scenes=scenes)
+    gated = keyframe_services.gate_refusals(drama=drama, scenes=scenes)
+    for scene in scenes:
+        scene.board = boards[scene.id]
+        scene.gated = gated.get(scene.id, "")
+    return scenes
+
+
 def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
-    """The tiles' takes and jobs, the queue summary and the render buttons' estimates, in a
-    number of queries that does not grow with the drama (tests/test_board_page.py)."""
+    """The tiles' takes, keyframes and jobs, the queue summary and the render buttons'
+    estimates, in a number of queries that does not grow with the drama
+    (tests/test_board_page.py)."""
     scenes = latest_takes(attach_scene_jobs(drama=drama, scenes=scenes))
+    attach_storyboard(drama=drama, scenes=scenes)
     chapter_estimate, drama_estimate = render_estimates(
         drama=drama, chapter_scene_ids={scene.id for scene in scenes}
     )
@@ -276,6 +291,42 @@ def _export_panel(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> st
     return _oob(CUT, "export-panel", cut_context(chapter=chapter, can_edit=can_edit))
 
 
+def storyboard_context(*, chapter: Chapter, can_edit: bool) -> dict:
+    """The chapter's storyboard: every scene with its keyframe round, candidates and job, and
+    what "Make the storyboard" would cost."""
+    drama = chapter.drama
+    scenes = list(chapter.scenes.select_related("chapter").prefetch_related("characters"))
+    attach_storyboard(drama=drama, scenes=attach_scene_jobs(drama=drama, scenes=scenes))
+    for scene in scenes:
+        round_ = scene.board["round"]
+        scene.keyframe_prompt = (
+            round_.prompt if round_ else keyframe_services.keyframe_prompt(scene=scene)
+        )
+    wanted = keyframe_services.storyboard_scenes(scenes=scenes)
+    return {
+        "drama": drama,
+        "chapter": chapter,
+        "scenes": scenes,
+        "storyboard_estimate": keyframe_services.keyframes_estimate(
+            drama=drama, scenes=len(wanted)
+        ),
+        "can_edit": can_edit,
+    }
+
+
+def _storyboard(*, drama: Drama, chapter_id: int | None, can_edit: bool, scene_ids=None) -> str:
+    """The storyboard page's scenes (only `scene_ids` when given) and its action bar."""
+    chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
+    if chapter is None:
+        return ""
+    context = storyboard_context(chapter=chapter, can_edit=can_edit)
+    fragments = _oob(STORYBOARD, "storyboard-actions", context)
+    for scene in context["scenes"]:
+        if scene_ids is None or scene.id in scene_ids:
+            fragments += _oob(STORYBOARD, "storyboard-scene", {**context, "scene": scene})
+    return fragments
+
+
 def _generation(*, drama: Drama, chapter_id: int | None, can_edit: bool) -> str:
     chapter = Chapter.objects.filter(drama=drama, id=chapter_id).first() if chapter_id else None
     if chapter is None:
@@ -294,6 +345,8 @@ def snapshot(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
         return _takes(drama=drama, scene_id=chapter_id)
     if view == "cut":
         return _export_panel(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
+    if view == "storyboard":
+        return _storyboard(drama=drama, chapter_id=chapter_id, can_edit=can_edit)
     if view == "queue":
         context = queue_context(drama=drama, can_edit=can_edit)
         return _oob(QUEUE, "queue-controls", context) + _oob(QUEUE, "queue-sections", context)
@@ -326,6 +379,18 @@ def progress(*, drama_id: int, view: str, chapter_id: int | None, can_edit: bool
             job.kind == EXPORT and job.payload.get("chapter_id") == chapter_id for job in jobs
         )
         return _export_panel(drama=drama, chapter_id=chapter_id, can_edit=can_edit) if ours else ""
+    if view == "storyboard":
+        scene_ids = {
+            scene_id
+            for job in jobs
+            if job.kind == keyframe_services.GENERATE
+            for scene_id in job_scene_ids(job)
+        }
+        if not scene_ids:
+            return ""
+        return _storyboard(
+            drama=drama, chapter_id=chapter_id, can_edit=can_edit, scene_ids=scene_ids
+        )
     if view == "scene":
         ours = any(job.kind == RENDER and chapter_id in job_scene_ids(job) for job in jobs)
         return _takes(drama=drama, scene_id=chapter_id) if ours else ""
@@ -346,7 +411,8 @@ def _tiles(*, drama: Drama, chapter_id: int | None, scene_ids: set[int] | None) 
     scenes = Scene.objects.filter(chapter__drama=drama, chapter_id=chapter_id)
     if scene_ids is not None:
         scenes = scenes.filter(id__in=scene_ids)
-    return latest_takes(attach_scene_jobs(drama=drama, scenes=list(scenes)))
+    tiles = latest_takes(attach_scene_jobs(drama=drama, scenes=list(scenes)))
+    return attach_storyboard(drama=drama, scenes=tiles)
 
 
 def _scene_bars(*, drama: Drama, tiles: list[Scene]) -> str:
@@ -354,6 +420,7 @@ def _scene_bars(*, drama: Drama, tiles: list[Scene]) -> str:
     return "".join(
         _oob(BOARD, "scene-job", {"drama": drama, "scene": scene})
         + _oob(TAKES, "scene-take", {"drama": drama, "scene": scene})
+        + _oob(STORYBOARD, "scene-keyframe", {"drama": drama, "scene": scene})
         for scene in tiles
     )
 

@@ -1,6 +1,16 @@
 from django.urls import path, register_converter
 
-from dramas.views import chapters, characters, costs, cut, dramas, generation, queue, takes
+from dramas.views import (
+    chapters,
+    characters,
+    costs,
+    cut,
+    dramas,
+    generation,
+    queue,
+    storyboard,
+    takes,
+)
 
 
 class IdConverter:
@@ -123,6 +133,28 @@ urlpatterns = [
         name="chapter_lengthen",
     ),
     # The cut: the chapter as an episode, its export and the package's files
+    path(
+        D + "chapters/<id:chapter_id>/storyboard/",
+        storyboard.chapter_storyboard,
+        name="chapter_storyboard",
+    ),
+    path(
+        D + "chapters/<id:chapter_id>/storyboard.png",
+        storyboard.chapter_storyboard_sheet,
+        name="chapter_storyboard_sheet",
+    ),
+    path(
+        D + "chapters/<id:chapter_id>/keyframes/",
+        storyboard.chapter_keyframes,
+        name="chapter_keyframes",
+    ),
+    path(D + "scenes/<id:scene_id>/keyframes/", storyboard.scene_keyframes, name="scene_keyframes"),
+    path(
+        D + "keyframes/<id:keyframe_id>/choose/",
+        storyboard.keyframe_choose,
+        name="keyframe_choose",
+    ),
+    path(D + "keyframes/<id:keyframe_id>/image", storyboard.keyframe_image, name="keyframe_image"),
     path(D + "chapters/<id:chapter_id>/cut/", cut.chapter_cut, name="chapter_cut"),
     path(
         D + "chapters/<id:chapter_id>/cut/scenes/<id:scene_id>/",

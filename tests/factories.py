@@ -138,6 +138,54 @@ def create_take(*, scene, status: str = "done", score: float | None = 88.0, **fi
     return take
 
 
+def create_keyframes(
+    *, scene, scores: tuple[float | None, ...] = (88.0, 72.0, 40.0), chosen: int | None = 0
+):
+    """A finished keyframe round of the scene with one candidate per score (a small JPEG each;
+    no image service runs), candidate `chosen` picked by the studio. A score below 65 is an
+    inconsistent candidate. Returns the round."""
+    from django.core.files.base import ContentFile
+
+    from dramas.models import Keyframe, KeyframeRound
+
+    number = scene.keyframe_rounds.count() + 1
+    round_ = KeyframeRound.objects.create(
+        scene=scene,
+        number=number,
+        prompt="First frame of the shot.",
+        candidates=len(scores),
+        status="done",
+        provider="local",
+        model="composed-still",
+        consistent=any(score is not None and score >= 65 for score in scores),
+    )
+    character = scene.characters.first()
+    for index, score in enumerate(scores):
+        verdict = "" if score is None else ("accept" if score >= 65 else "reject")
+        keyframe = Keyframe(
+            round=round_,
+            scene=scene,
+            index=index,
+            status="done",
+            width=90,
+            height=160,
+            verdict=verdict,
+            score=score,
+            chosen=index == chosen,
+            scores={
+                "characters": [
+                    {"name": character.name, "score": score, "verdict": "match", "box": None}
+                ]
+                if character and score is not None
+                else []
+            },
+        )
+        picture = image_bytes(size=(90, 160), color=(40 * index, 90, 160), format="JPEG")
+        keyframe.image.save(f"keyframe-{index + 1}.jpg", ContentFile(picture), save=False)
+        keyframe.save()
+    return round_
+
+
 def create_usage(
     *,
     provider: str = "deepseek",

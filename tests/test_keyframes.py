@@ -130,7 +130,7 @@ def hold_by_the_gate(scene) -> Keyframe:
 @pytest.mark.django_db(transaction=True)
 async def test_the_gate_holds_an_inconsistent_keyframe_unless_a_producer_overrides():
     await sync_to_async(seed_prices)()
-    drama, chapter, cast = await sync_to_async(two_person_drama)()
+    drama, _, cast = await sync_to_async(two_person_drama)()
     await storyboard(drama, [cast["first"]])
     held = await sync_to_async(hold_by_the_gate)(cast["first"])
 
@@ -178,7 +178,7 @@ def test_keyframes_beyond_the_budget_are_refused_and_nothing_is_kept():
     # A queued round holds its estimate against the budget, as a queued render does.
     [round_] = kf.keyframes_enqueue(drama=drama, scenes=[cast["first"]], candidates=2)
     assert round_.estimate_usd == Decimal("1.00")
-    with pytest.raises(ValidationError, match="only \\$1.00"):
+    with pytest.raises(ValidationError, match=r"only \$1\.00"):
         kf.keyframes_enqueue(drama=drama, scenes=[cast["second"]], candidates=3)
 
 

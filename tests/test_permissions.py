@@ -8,7 +8,17 @@ from django.urls import URLPattern, get_resolver, reverse
 
 from dramas import services
 from dramas.jobs import chapter_check_enqueue
-from dramas.models import Export, ExportStatus, Frame, Review, Role, Take, export_folder
+from dramas.models import (
+    Export,
+    ExportStatus,
+    Frame,
+    Keyframe,
+    KeyframeRound,
+    Review,
+    Role,
+    Take,
+    export_folder,
+)
 from studio.jobs.models import Job, QueuePause
 from tests.conftest import login
 from tests.factories import (
@@ -16,6 +26,7 @@ from tests.factories import (
     create_chapter,
     create_character,
     create_drama,
+    create_keyframes,
     create_line,
     create_scene,
     create_take,
@@ -62,6 +73,7 @@ def world(db):
     version = services.chapter_version_save(chapter=chapter)
     job = chapter_check_enqueue(chapter=chapter)
     take = create_take(scene=scene)
+    keyframes = create_keyframes(scene=scene)
     export = Export.objects.create(
         chapter=chapter,
         input_hash="0" * 64,
@@ -85,6 +97,7 @@ def world(db):
         "take_id": take.id,
         "frame_id": take.frames.get().id,
         "export_id": export.id,
+        "keyframe_id": keyframes.keyframes.get(index=1).id,
         "name": "manifest.json",
     }
     return {"drama": drama, "producer": producer, "viewer": viewer, "editor": editor, "ids": ids}
@@ -176,4 +189,6 @@ def _snapshot(drama) -> tuple:
         list(Take.objects.filter(scene__chapter__drama=drama).values_list("id", "review_state")),
         list(Frame.objects.filter(take__scene__chapter__drama=drama).values_list("id", "comment")),
         Review.objects.filter(take__scene__chapter__drama=drama).count(),
+        list(Keyframe.objects.filter(scene__chapter__drama=drama).values_list("id", "chosen")),
+        KeyframeRound.objects.filter(scene__chapter__drama=drama).count(),
     )

@@ -51,7 +51,12 @@ def _queue(request, drama, scenes, *, back: str, batch: bool):
             )
         else:
             takes = take_services.take_enqueue(
-                drama=drama, scenes=scenes, priority=_priority(request), user=request.user
+                drama=drama,
+                scenes=scenes,
+                priority=_priority(request),
+                user=request.user,
+                # "Render anyway": a producer's call past the keyframe gate, one scene at a time.
+                override_gate=request.POST.get("override_gate") == "1",
             )
             queued = take_services.Batch(takes=takes, skipped_approved=0, skipped_busy=0)
     except ValidationError as error:
@@ -65,7 +70,11 @@ def _queue(request, drama, scenes, *, back: str, batch: bool):
 @require_POST
 def render_scene(request, drama, scene_id: int):
     scene = _scene(drama, scene_id)
-    back = request.POST.get("back") == "board" and reverse("drama_board", args=[drama.id])
+    backs = {
+        "board": reverse("drama_board", args=[drama.id]) + f"?chapter={scene.chapter_id}",
+        "storyboard": reverse("chapter_storyboard", args=[drama.id, scene.chapter_id]),
+    }
+    back = backs.get(request.POST.get("back", ""))
     return _queue(request, drama, [scene], back=back or _scene_url(scene), batch=False)
 
 
