@@ -241,14 +241,19 @@ def chosen_keyframes(*, scene_ids: Sequence[int]) -> dict[int, Keyframe]:
     return {row.scene_id: row for row in rows}
 
 
-def gate_refusals(*, drama: Drama, scenes: Sequence[Scene]) -> dict[int, str]:
+def gate_refusals(
+    *, drama: Drama, scenes: Sequence[Scene], chosen: dict[int, Keyframe] | None = None
+) -> dict[int, str]:
     """Why the keyframe gate keeps each of `scenes` from rendering, by scene id (only those it
     keeps): the drama's gate is on and the scene's chosen keyframe is not consistent. Scenes
-    without keyframes render from their references, as without a storyboard."""
+    without keyframes render from their references, as without a storyboard. `chosen`: the
+    scenes' chosen keyframes when the caller has read them already."""
     if not drama.keyframe_gate:
         return {}
+    if chosen is None:
+        chosen = chosen_keyframes(scene_ids=[s.id for s in scenes])
     refusals = {}
-    for scene_id, keyframe in chosen_keyframes(scene_ids=[s.id for s in scenes]).items():
+    for scene_id, keyframe in chosen.items():
         if keyframe.verdict == Verdict.REJECT:
             order = next(s.order for s in scenes if s.id == scene_id)
             score = "" if keyframe.score is None else f" (score {keyframe.score:.0f})"
@@ -260,18 +265,19 @@ def gate_refusals(*, drama: Drama, scenes: Sequence[Scene]) -> dict[int, str]:
     return refusals
 
 
-def scene_storyboard(*, scenes: Sequence[Scene]) -> dict[int, dict]:
-    """What the storyboard shows of each scene, by scene id: its chosen keyframe, its latest
-    round with the candidates, in three queries."""
+def scene_storyboard(*, scenes: Sequence[Scene], rounds: bool = True) -> dict[int, dict]:
+    """What the storyboard shows of each scene, by scene id: its chosen keyframe and (with
+    `rounds`) its latest round with the candidates, in three queries (one without)."""
     ids = [scene.id for scene in scenes]
     latest: dict[int, KeyframeRound] = {}
-    rounds = (
-        KeyframeRound.objects.filter(scene_id__in=ids)
-        .order_by("scene_id", "-number")
-        .prefetch_related(Prefetch("keyframes", queryset=Keyframe.objects.order_by("index")))
-    )
-    for round_ in rounds:
-        latest.setdefault(round_.scene_id, round_)
+    if rounds:
+        found = (
+            KeyframeRound.objects.filter(scene_id__in=ids)
+            .order_by("scene_id", "-number")
+            .prefetch_related(Prefetch("keyframes", queryset=Keyframe.objects.order_by("index")))
+        )
+        for round_ in found:
+            latest.setdefault(round_.scene_id, round_)
     chosen = chosen_keyframes(scene_ids=ids)
     return {
         scene_id: {"chosen": chosen.get(scene_id), "round": latest.get(scene_id)}

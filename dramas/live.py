@@ -98,11 +98,13 @@ def attach_scene_jobs(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
     return scenes
 
 
-def attach_storyboard(*, drama: Drama, scenes: list[Scene]) -> list[Scene]:
-    """Give each scene `board` (its chosen keyframe, its latest round with the candidates)
-    and `gated` (why the keyframe gate holds it, or ""), in three queries."""
-    boards = keyframe_services.scene_storyboard(scenes=scenes)
-    gated = keyframe_services.gate_refusals(drama=drama, scenes=scenes)
+def attach_storyboard(*, drama: Drama, scenes: list[Scene], rounds: bool = False) -> list[Scene]:
+    """Give each scene `board` (its chosen keyframe; with `rounds` its latest round with the
+    candidates) and `gated` (why the keyframe gate holds it, or ""): one query for the board's
+    tiles (a round on its way shows as the tile's job), three for the storyboard page."""
+    boards = keyframe_services.scene_storyboard(scenes=scenes, rounds=rounds)
+    chosen = {scene_id: board["chosen"] for scene_id, board in boards.items() if board["chosen"]}
+    gated = keyframe_services.gate_refusals(drama=drama, scenes=scenes, chosen=chosen)
     for scene in scenes:
         scene.board = boards[scene.id]
         scene.gated = gated.get(scene.id, "")
@@ -296,7 +298,9 @@ def storyboard_context(*, chapter: Chapter, can_edit: bool) -> dict:
     what "Make the storyboard" would cost."""
     drama = chapter.drama
     scenes = list(chapter.scenes.select_related("chapter").prefetch_related("characters"))
-    attach_storyboard(drama=drama, scenes=attach_scene_jobs(drama=drama, scenes=scenes))
+    attach_storyboard(
+        drama=drama, scenes=attach_scene_jobs(drama=drama, scenes=scenes), rounds=True
+    )
     for scene in scenes:
         round_ = scene.board["round"]
         scene.keyframe_prompt = (

@@ -88,11 +88,13 @@ def test_it_sends_the_board_snapshot_in_as_many_queries_for_100_scenes_as_for_10
             )
         counts[scenes] = len(captured)
         assert html.count('id="scene-take-') == scenes
+        assert html.count('id="scene-keyframe-') == scenes  # the storyboard's chosen stills
         # The render buttons come along, with their estimates (enabled again after renders).
         assert 'id="render-action-chapter"' in html and 'id="render-action-drama"' in html
         assert 'id="approve-action"' in html
 
-    assert counts[100] == counts[10] <= 11, counts
+    # 12: the tiles' chosen keyframes are one query (with the gate's verdicts).
+    assert counts[100] == counts[10] <= 12, counts
 
 
 @pytest.mark.django_db
