@@ -9,4 +9,5 @@ BENCHMARKS = {
     "render": "dramas.bench.render:render",
     "speech": "dramas.bench.speech:speech",
     "export": "dramas.bench.export:export",
+    "keyframes": "dramas.bench.keyframes:keyframes",
 }

@@ -89,12 +89,17 @@ def cost_usd(
     `usage.input_tokens` includes the cached ones. A price without a cached-input figure (the
     Gemini rows list none) prices cached tokens at the input price. A rate the call needs but
     the price lacks makes the whole cost unknown (None), never a silent 0; a price with a
-    per-request rate bills the request, and seconds only if it also has a per-second rate.
+    per-request rate bills the request, and seconds (tokens) only if it also has a per-second
+    (per-token) rate.
     """
     per_request = getattr(price, "per_request", None)
     if per_request is not None:
         if price.per_second is None:
             units = 0  # billed by the request, not by its length
+        if price.input_per_mtok is None and price.output_per_mtok is None:
+            # An image priced per image: the tokens a service reports with it (gpt-image-1)
+            # are recorded, not billed a second time.
+            usage = Usage()
         request_cost = Decimal(requests) * Decimal(per_request)
     else:
         request_cost = Decimal(0)
