@@ -26,7 +26,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Prefetch, Sum
+from django.db.models import Count, Max, Prefetch, Q, Sum
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
@@ -80,6 +80,46 @@ def keyframes_reserved_usd(*, drama_id: int) -> Decimal:
         scene__chapter__drama_id=drama_id, status__in=KEYFRAME_ACTIVE
     )
     return rounds.aggregate(total=Sum("estimate_usd"))["total"] or Decimal(0)
+
+
+@dataclass(frozen=True)
+class GateSavings:
+    """What the storyboard cost a drama, and what its gate kept it from paying for."""
+
+    keyframes_usd: Decimal  # booked for keyframe images
+    videos_usd: Decimal  # booked for video renders
+    rounds: int
+    images: int
+    renders_avoided: int  # rounds with no consistent candidate, under the gate
+    saved_usd: Decimal  # those renders at their estimates when the rounds ended
+
+
+def gate_savings(*, drama: Drama) -> GateSavings:
+    """The costs page's storyboard figures, in three queries."""
+    from studio.models import UsageRecord
+
+    usage = UsageRecord.objects.filter(drama_id=drama.id)
+    booked = {
+        kind: usage.filter(operation__startswith=f"{kind}.").aggregate(total=Sum("cost_usd"))[
+            "total"
+        ]
+        or Decimal(0)
+        for kind in ("image", "video")
+    }
+    rounds = KeyframeRound.objects.filter(scene__chapter__drama=drama).aggregate(
+        rounds=Count("id"),
+        images=Sum("candidates"),
+        avoided=Count("id", filter=Q(render_avoided_usd__isnull=False)),
+        saved=Sum("render_avoided_usd"),
+    )
+    return GateSavings(
+        keyframes_usd=booked["image"],
+        videos_usd=booked["video"],
+        rounds=rounds["rounds"],
+        images=rounds["images"] or 0,
+        renders_avoided=rounds["avoided"],
+        saved_usd=rounds["saved"] or Decimal(0),
+    )
 
 
 @dataclass(frozen=True)

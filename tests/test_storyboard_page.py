@@ -48,8 +48,8 @@ def page(client, world) -> str:
 def test_it_shows_each_scenes_candidates_scores_pick_and_the_gate(storyboarded):
     html = page(login(storyboarded["drama"].created_by), storyboarded)
 
-    first, second, third = storyboarded["scenes"]
-    assert 'id="storyboard-scene-%d"' % first.id in html
+    first = storyboarded["scenes"][0]
+    assert f'id="storyboard-scene-{first.id}"' in html
     assert "Consistent · 88" in html and "Consistent · 72" in html and "Inconsistent · 40" in html
     assert "Chosen by the studio (best score)" in html
     assert "Scene 2: its keyframe is not consistent (score 52)" in html
@@ -80,8 +80,8 @@ def test_the_board_tile_shows_the_chosen_keyframe_and_the_gate(storyboarded):
 
     html = client.get(reverse("drama_board", args=[drama.id])).content.decode()
 
-    first, second, third = storyboarded["scenes"]
-    assert 'id="scene-keyframe-%d"' % first.id in html
+    first = storyboarded["scenes"][0]
+    assert f'id="scene-keyframe-{first.id}"' in html
     assert "Keyframe of scene 1" in html and "Consistent · 88" in html
     assert "Held by the keyframe gate" in html
     assert reverse("chapter_storyboard", args=[drama.id, storyboarded["chapter"].id]) in html
@@ -182,3 +182,24 @@ def test_the_sheet_is_one_png_page_for_the_chapter(storyboarded):
     assert "storyboard-chapter-1.png" in response["Content-Disposition"]
     with Image.open(io.BytesIO(response.content)) as sheet:
         assert sheet.format == "PNG" and sheet.width == 2480 and sheet.height > 500
+
+
+def test_the_costs_page_shows_keyframes_apart_and_what_the_gate_saved(storyboarded):
+    from decimal import Decimal
+
+    from tests.factories import create_usage
+
+    drama, second = storyboarded["drama"], storyboarded["scenes"][1]
+    KeyframeRound.objects.filter(scene=second).update(
+        consistent=False, render_avoided_usd=Decimal("0.80")
+    )
+    create_usage(drama=drama, operation="image.generate", cost_usd=Decimal("0.12"))
+    create_usage(drama=drama, operation="video.generate", cost_usd=Decimal("1.60"))
+
+    html = login(drama.created_by).get(reverse("drama_costs", args=[drama.id])).content.decode()
+
+    section = html.split('id="keyframe-savings"')[1].split("</section>")[0]
+    assert "Keyframes <strong>$0.12</strong> (5 images in 2 rounds)" in section
+    assert "video renders <strong>$1.60</strong>" in section
+    assert "held back <strong>1</strong> video render " in section
+    assert "<strong>$0.80</strong> not spent" in section

@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from dramas.costs import can_see_provider_health, drama_spend
+from dramas.keyframes import gate_savings
 from dramas.models import Role
 from dramas.views.helpers import drama_view
 from studio import costs, provider_health
@@ -22,6 +23,7 @@ def drama_costs(request, drama):
     context = {
         "drama": drama,
         "spend": drama_spend(drama=drama),
+        "storyboard": gate_savings(drama=drama),
         "overall": costs.overall(usage=usage),
         "groups": [
             ("Provider", costs.totals(usage=usage, by="provider")),
