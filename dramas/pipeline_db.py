@@ -14,7 +14,7 @@ from characters.consistency import CharacterProfile, frame_judgement
 from characters.models import ReferenceImage
 from characters.services import character_profile
 from dramas import takes as take_services
-from dramas.models import Frame, Take, TakeStatus, Verdict
+from dramas.models import Frame, Keyframe, Take, TakeStatus, Verdict
 from dramas.prompts import scene_prompt
 from dramas.sampling import SampledFrame
 from studio.files import delete_after_commit
@@ -78,7 +78,16 @@ def build_prompt(*, take_id: int, max_refs: int, provider: str, model: str) -> N
         for ref in built.references
     ]
     take.provider, take.model = provider, model
-    take.save(update_fields=["prompt", "references", "provider", "model", "updated_at"])
+    if take.keyframe_id is None:
+        # Queued before its scene's storyboard was ready: it starts from the keyframe chosen
+        # since, unless the gate would have held the scene for it.
+        chosen = Keyframe.objects.filter(scene_id=take.scene_id, chosen=True).first()
+        drama = take.scene.chapter.drama
+        if chosen is not None and (chosen.verdict != Verdict.REJECT or not drama.keyframe_gate):
+            take.keyframe = chosen
+    take.save(
+        update_fields=["prompt", "references", "provider", "model", "keyframe", "updated_at"]
+    )
 
 
 def video_request(*, take_id: int) -> VideoRequest:

@@ -234,3 +234,19 @@ async def test_a_reply_that_is_not_a_picture_fails_the_round_saying_why_and_stor
     assert not any(k.image for k in candidates)
     job = await Job.objects.aget(id=round_.job_id)
     assert job.status == JobStatus.FAILED and "No keyframe could be made" in job.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_take_queued_before_its_storyboard_starts_from_the_keyframe_chosen_since():
+    from dramas.pipeline_db import build_prompt
+
+    await sync_to_async(seed_prices)()
+    drama, _, cast = await sync_to_async(two_person_drama)()
+    [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+    assert take.keyframe_id is None
+    [round_] = await storyboard(drama, [cast["first"]])
+    chosen = await Keyframe.objects.aget(round=round_, chosen=True)
+
+    await sync_to_async(build_prompt)(take_id=take.id, max_refs=1, provider="local", model="x")
+
+    assert (await Take.objects.aget(id=take.id)).keyframe_id == chosen.id

@@ -124,3 +124,43 @@ async def test_the_demo_chapter_is_voiced_offline_and_every_scene_holds_its_dial
     context = await sync_to_async(dialog)()
     assert context["voice_summary"]["voiced"] == 7
     assert context["lengthenings"] == []  # measured: no scene is too short for its lines
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_demo_chapter_gets_a_scored_storyboard_offline_and_renders_from_it():
+    from asgiref.sync import sync_to_async
+
+    from dramas.keyframes import GENERATE
+    from dramas.models import Keyframe, Scene
+    from dramas.pipeline_db import video_request
+    from dramas.takes import take_enqueue
+    from studio.jobs.models import Job
+    from tests.render_support import jobs_settled, running
+
+    await sync_to_async(seed)()
+    jobs = [job.id async for job in Job.objects.filter(kind=GENERATE)]
+    assert len(jobs) == await Scene.objects.acount() == 3  # a round per scene
+    async with running():
+        finished = await jobs_settled(jobs, timeout=120)
+    assert {job.status for job in finished} == {"succeeded"}
+
+    chosen = [k async for k in Keyframe.objects.filter(chosen=True).order_by("scene__order")]
+    assert len(chosen) == 3
+    for keyframe in chosen:
+        assert keyframe.verdict == "accept", keyframe.scores  # every cast face found, above 65
+        names = {c["name"] for c in keyframe.scores["characters"]}
+        cast = await sync_to_async(_cast_names)(keyframe.scene_id)
+        assert names == cast
+    drama_scene = await Scene.objects.select_related("chapter__drama").aget(id=chosen[0].scene_id)
+    [take] = await sync_to_async(take_enqueue)(
+        drama=drama_scene.chapter.drama, scenes=[drama_scene]
+    )
+    request = await sync_to_async(video_request)(take_id=take.id)
+    with chosen[0].image.open("rb") as handle:
+        assert request.first_frame == handle.read()
+
+
+def _cast_names(scene_id: int) -> set[str]:
+    from dramas.models import Scene
+
+    return set(Scene.objects.get(id=scene_id).characters.values_list("name", flat=True))

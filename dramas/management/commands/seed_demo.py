@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from characters.services import character_create, reference_images_add
+from dramas.keyframes import keyframes_enqueue
 from dramas.models import Aspect, Drama, Genre, TimeOfDay
 from dramas.services import (
     chapter_create,
@@ -186,6 +187,10 @@ class Command(BaseCommand):
             # The offline voice is free: the demo's lines are voiced on the first start (jobs on
             # the board), so the editor plays them and the script check measures them.
             chapter_speak_enqueue(chapter=chapter)
+        if registry.image().name == "local":
+            # Offline keyframes are free too: the demo chapter's storyboard is made on the first
+            # start, scored against the cast, and its renders start from the chosen stills.
+            keyframes_enqueue(drama=drama, scenes=list(chapter.scenes.select_related("chapter")))
         return drama
 
     def add_references(self, character, filenames: list[str]) -> None:
