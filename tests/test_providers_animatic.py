@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from studio.providers import frames as stills
 from studio.providers.animatic import RenderOptions, camera_move, plan, render_animatic
 from studio.providers.base import CastMember, DialogCue, JobHandle, JobState, VideoRequest
 from studio.providers.frames import face_crop_box
 from studio.providers.ledger import MemoryLedger
 from studio.providers.local_animatic import LocalAnimatic
 from tests.factories import FACES_DIR
+from tests.first_frame_support import difference, frame_at, keyframe, picture
 
 
 def solid(colour) -> bytes:
@@ -223,3 +225,28 @@ async def test_it_cancels_a_running_render_and_says_when_one_was_lost(tmp_path):
     # Nobody renders "a1b2" in this process and no file exists: lost in a restart.
     lost = await LocalAnimatic(output_dir=tmp_path).poll(JobHandle(provider="local", id="a1b2"))
     assert lost.state is JobState.FAILED and lost.retryable
+
+
+def test_the_first_shot_after_the_title_card_is_the_keyframe(tmp_path):
+    options = RenderOptions(fps=12, preset="ultrafast")
+    request = scene(first_frame=keyframe((1024, 1024)))
+    shots = plan(request, fps=options.fps, title_card=True)
+    assert shots[0].kind == "title"
+    opening = (shots[0].frames + 1) / options.fps  # just after the title card
+    second = (shots[0].frames + shots[1].frames + 1) / options.fps
+    render_animatic(request, str(tmp_path / "keyed.mp4"), options=options)
+    render_animatic(scene(), str(tmp_path / "plain.mp4"), options=options)
+    keyed = (tmp_path / "keyed.mp4").read_bytes()
+    plain = (tmp_path / "plain.mp4").read_bytes()
+
+    # The keyframe fills the frame (cover-cropped to 9:16), tinted for the night like the rest.
+    expected = stills.tint(picture(keyframe()), "night")
+    assert difference(frame_at(keyed, opening), expected) < 15
+    assert difference(frame_at(plain, opening), expected) > 40
+    # The shots after it are the animatic's own: the second speaker's face, as without one.
+    assert difference(frame_at(keyed, second), frame_at(plain, second)) < 3
+    assert difference(frame_at(keyed, 0.0), frame_at(plain, 0.0)) < 3  # the same title card
+
+
+def test_the_offline_animatic_takes_a_first_frame():
+    assert LocalAnimatic.capabilities.first_frame

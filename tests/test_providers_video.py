@@ -15,6 +15,7 @@ from studio.providers.sim.server import Simulator
 from studio.providers.sim.state import SimConfig
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
+from tests.first_frame_support import difference, keyframe, picture, rendered_frame
 from tests.providers_support import fast_guard, running_sim, video_for
 
 
@@ -216,3 +217,48 @@ def test_a_reference_frame_is_made_once_per_portrait_and_size(monkeypatch):
     )
     wide = frames.reference_frame(ada, (1280, 720))
     assert framed != first and Image.open(io.BytesIO(wide)).size == (1280, 720)
+
+
+# --- first frame (the scene's keyframe) --------------------------------------------------------
+
+
+async def test_it_sends_the_keyframe_as_input_reference_at_the_output_size(sim):
+    video = video_for(sim)
+    assert video.capabilities.first_frame
+    handle = await video.submit(scene(first_frame=keyframe((1024, 1024))), "take-1")
+    job = sim.jobs[handle.id]
+    assert job["first_frame"] is True and job["first_frame_size"] == (720, 1280)
+    sent = picture(job["reference"])
+    # Cover-cropped to 9:16: the square's quadrants, its sides trimmed; no face reference.
+    assert difference(sent, picture(keyframe())) < 12
+    assert difference(sent, Image.open(FACE)) > 40
+    without = await video.submit(scene(), "take-2")
+    assert sim.jobs[without.id]["first_frame"] is False
+
+
+async def test_a_clip_from_a_first_frame_shows_that_picture_and_never_drifts(sim):
+    sim.config.drift_rate = 1.0  # every clip from a reference shows the stranger
+    video = video_for(sim)
+    keyed = [await video.submit(scene(first_frame=keyframe()), f"key-{n}") for n in range(3)]
+    plain = await video.submit(scene(), "plain")
+    still = picture(keyframe())
+    for handle in keyed:
+        assert difference(await rendered_frame(video, handle), still) < 12
+        assert sim.jobs[handle.id]["drift"] is False
+    drifted = await rendered_frame(video, plain)
+    assert sim.jobs[plain.id]["drift"] is True and difference(drifted, still) > 40
+
+
+async def test_first_frame_clips_drift_at_their_own_rate(sim):
+    sim.config.first_frame_drift_rate = 1.0
+    video = video_for(sim)
+    handle = await video.submit(scene(first_frame=keyframe()), "take-1")
+    frame = await rendered_frame(video, handle)
+    assert sim.jobs[handle.id]["drift"] is True
+    assert difference(frame, Image.open(STRANGER)) < difference(frame, picture(keyframe()))
+
+
+async def test_it_refuses_an_unreadable_first_frame_before_calling(sim):
+    with pytest.raises(BadRequest, match="keyframe"):
+        await video_for(sim).submit(scene(first_frame=b"not an image"), "take-1")
+    assert sim.stats.requests["video_create"] == 0

@@ -12,6 +12,7 @@ import time
 from decimal import Decimal
 
 import av
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
@@ -26,6 +27,7 @@ from studio.providers.sim import ark as sim_ark
 from studio.providers.video_ark import ArkConfig, ArkVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
+from tests.first_frame_support import difference, keyframe, picture, rendered_frame
 from tests.providers_support import API_KEY, remote_video_for, running_sim
 from tests.render_support import remote_video, render_first_scene, seed_prices
 
@@ -340,3 +342,52 @@ def test_an_unknown_resolution_is_refused_at_start():
     assert result.returncode != 0 and "VIDEO_RESOLUTION must be 480p, 720p or 1080p" in (
         result.stderr
     )
+
+
+# --- first frame (the scene's keyframe) --------------------------------------------------------
+
+
+async def test_the_keyframe_goes_as_the_first_frame_alone_and_the_clip_starts_from_it(sim):
+    sim.config.drift_rate = 1.0  # a clip from the references would show a stranger
+    video = ark_for(sim)
+    handle = await video.submit(scene(first_frame=keyframe((1024, 1024))), "take-1")
+    job = sim.jobs[handle.id]
+    text, *images = job["body"]["content"]
+    assert text["type"] == "text" and [item["role"] for item in images] == ["first_frame"]
+    head, _, data = images[0]["image_url"]["url"].partition(",")
+    assert head == "data:image/jpeg;base64"
+    assert difference(picture(base64.b64decode(data)), picture(keyframe())) < 12
+    assert job["first_frame"] is True and job["first_frame_size"] == (720, 1280)
+    frame = await rendered_frame(video, handle)
+    assert job["drift"] is False and difference(frame, picture(keyframe())) < 12
+
+
+async def test_every_line_but_text_only_lite_takes_a_first_frame(sim):
+    for model in (MODEL, "seedance-1-5-pro-251215", "seedance-1-0-pro-250528"):
+        assert ark_for(sim, model=model).capabilities.first_frame, model
+    assert ark_for(sim, model="seedance-1-0-lite-i2v-250428").capabilities.first_frame
+    text_only = ark_for(sim, model="seedance-1-0-lite-t2v-250219")
+    assert not text_only.capabilities.first_frame
+    handle = await text_only.submit(scene(first_frame=keyframe()), "take-t2v")
+    job = sim.jobs[handle.id]
+    assert len(job["body"]["content"]) == 1 and job["first_frame"] is False
+
+
+async def test_the_simulator_refuses_a_first_frame_beside_references_as_ark_does(sim):
+    image = "data:image/png;base64," + base64.b64encode(keyframe((64, 64))).decode()
+    body = {
+        "model": MODEL,
+        "content": [
+            {"type": "text", "text": "She hands him the tape."},
+            {"type": "image_url", "image_url": {"url": image}, "role": "first_frame"},
+            {"type": "image_url", "image_url": {"url": image}, "role": "reference_image"},
+        ],
+    }
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{sim.url}/ark/contents/generations/tasks",
+            json=body,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+    assert response.status_code == 400
+    assert "cannot be mixed with reference media" in response.json()["error"]["message"]

@@ -21,6 +21,7 @@ from studio.providers.transport import looks_like_video
 from studio.providers.video_comfyui import WORKFLOWS_DIR, ComfyConfig, ComfyVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
+from tests.first_frame_support import difference, keyframe, picture, rendered_frame
 from tests.providers_support import remote_video_for, running_sim
 from tests.render_support import remote_video, render_first_scene, seed_prices
 
@@ -308,3 +309,36 @@ async def test_a_take_renders_on_comfyui_and_is_scored(settings):
     assert await take.frames.acount() >= 4
     assert take.verdict == Verdict.ACCEPT and take.score >= 65
     assert take.cost_usd == Decimal("0")
+
+
+# --- first frame (the scene's keyframe) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["wan2.2", "ltx"])
+async def test_loadimage_loads_the_keyframe_and_the_clip_starts_from_it(sim, model):
+    sim.config.drift_rate = 1.0  # a clip from the reference would show a stranger
+    video = comfy_for(sim, model=model)
+    assert video.capabilities.first_frame
+    handle = await video.submit(scene(first_frame=keyframe((1024, 1024))), "take-1")
+    job = job_of(sim, handle)
+    [loader] = nodes(job["graph"], "LoadImage")
+    assert loader["image"].endswith("-first-frame.jpg")
+    loaded = picture(_comfy(sim).uploads[loader["image"]])
+    width, height = job["size"]
+    assert loaded.size == (width, height) == job["first_frame_size"]
+    assert job["first_frame"] is True and difference(loaded, picture(keyframe())) < 12
+    frame = await rendered_frame(video, handle)
+    assert job["drift"] is False and difference(frame, picture(keyframe())) < 12
+
+
+async def test_a_workflow_without_a_start_image_takes_no_keyframe(sim, tmp_path):
+    graph = json.loads((WORKFLOWS_DIR / "ltx.json").read_text())
+    del graph["5"]
+    graph["6"]["inputs"].pop("image")
+    path = tmp_path / "text-only.json"
+    path.write_text(json.dumps(graph))
+    video = comfy_for(sim, model="ltx", workflow=str(path))
+    assert not video.capabilities.first_frame
+    handle = await video.submit(scene(first_frame=keyframe()), "take-1")
+    assert job_of(sim, handle)["first_frame"] is False
+    assert sim.stats.requests["comfyui_upload"] == 0

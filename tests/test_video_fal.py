@@ -15,6 +15,7 @@ from studio.providers.ledger import MemoryLedger
 from studio.providers.video_fal import FALLBACK, MODELS, FalConfig, FalVideo
 from studio.providers.video_http import wait_for
 from tests.factories import FACES_DIR
+from tests.first_frame_support import difference, keyframe, picture, rendered_frame
 from tests.providers_support import remote_video_for, running_sim
 
 KLING = "fal-ai/kling-video/v2.1/standard/image-to-video"
@@ -260,3 +261,46 @@ async def test_a_take_renders_through_fal_and_is_done_scored_and_billed(settings
     assert job["authorization"] == "Key k" and job["input"]["duration"] == "5"
     assert take.score is not None and await take.frames.acount() > 0
     assert take.cost_usd == Decimal("0.25")  # 5 s at $0.05 a second, booked once
+
+
+# --- first frame (the scene's keyframe) --------------------------------------------------------
+
+
+def sent_image(value: str):
+    head, _, data = value.partition(",")
+    assert head == "data:image/jpeg;base64"
+    return picture(base64.b64decode(data))
+
+
+@pytest.mark.parametrize("model", [KLING, WAN, "fal-ai/ltx-2/image-to-video"])
+async def test_the_keyframe_takes_the_place_of_the_face_in_the_models_image_input(sim, model):
+    video = fal_for(sim, model=model)
+    assert video.capabilities.first_frame
+    # No cast needed: an image-to-video model animates the keyframe.
+    await video.submit(scene(cast=(), first_frame=keyframe((1024, 1024))), "take-1")
+    job = only_job(sim)
+    sent = sent_image(job["input"][MODELS[model].image])
+    assert difference(sent, picture(keyframe())) < 12
+    assert job["first_frame"] is True and job["first_frame_size"] == (720, 1280)
+
+
+async def test_a_clip_from_the_keyframe_starts_from_it_and_does_not_drift(sim):
+    sim.config.drift_rate = 1.0
+    video = fal_for(sim)
+    handle = await video.submit(scene(first_frame=keyframe()), "take-1")
+    frame = await rendered_frame(video, handle)
+    assert only_job(sim)["drift"] is False and difference(frame, picture(keyframe())) < 12
+
+
+@pytest.mark.parametrize("model", [VEO, "fal-ai/veo3.1/reference-to-video"])
+async def test_models_without_a_start_image_ignore_the_keyframe(sim, model):
+    video = fal_for(sim, model=model)
+    assert not video.capabilities.first_frame
+    await video.submit(scene(first_frame=keyframe()), "take-1")
+    job = only_job(sim)
+    assert job["first_frame"] is False
+    if MODELS[model].image:  # reference-to-video: the cast's faces, as before
+        [reference] = job["input"]["image_urls"]
+        assert difference(sent_image(reference), picture(keyframe())) > 40
+    else:
+        assert not any(name in job["input"] for name in ("image_url", "image_urls"))

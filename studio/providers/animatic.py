@@ -2,8 +2,11 @@
 
 A title card, then one shot per dialog line (the speaker's face-centred crop, or everyone when
 the narrator speaks), each with the scene's camera move and a subtitle; with no dialog, one shot
-of the cast with the action as a caption. Everything costly happens once per shot: plates are
-built with Pillow and converted to YUV once, text layers are pre-rendered and pre-multiplied.
+of the cast with the action as a caption. A request with a first frame (the scene's chosen
+keyframe) opens on it: the first shot after the title card shows that still, fit to the plate
+and tinted like the others, so the animatic starts where the storyboard does. Everything
+costly happens once per shot: plates are built with Pillow and converted to YUV once, text
+layers are pre-rendered and pre-multiplied.
 Per frame the renderer only copies a window of the plate (pan), or scales one with libswscale
 (push in / pull out), and blends the small text boxes in place, on a helper thread, while the
 encoder works. Pure CPU and Django-free: it runs in the shared process pool (studio.cpu).
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 import av
 from av.video.reformatter import VideoReformatter
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from studio.providers import frames as stills
 from studio.providers.base import VideoRequest, frame_size
@@ -180,6 +183,7 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
     cast = [(m, image) for m in request.cast if (image := stills.load_image(m)) is not None]
     by_name = {_key(m.name): (m, image) for m, image in cast}
     first_image = cast[0][1] if cast else None
+    keyframe = stills.decode_image(request.first_frame)
     tag = [Overlay(stills.tag_layer(size, options.tag))] if options.overlays else []
     plates: dict[str, Yuv] = {}
     for item in plan(request, fps=options.fps, title_card=options.title_card):
@@ -196,17 +200,22 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
             continue
         speaker = by_name.get(_key(item.speaker))
         key = speaker[0].name if speaker is not None else ""
-        if key not in plates:  # a speaker's (or the group's) plate serves all their shots
-            plates[key] = Yuv(
-                _plate(
-                    request,
-                    speaker,
-                    cast,
-                    _plate_size(move, size),
-                    framing,
-                    labels=options.overlays,
+        if keyframe is not None:  # the first shot: the storyboard's still
+            plate = Yuv(_keyframe_plate(keyframe, _plate_size(move, size), request.time_of_day))
+            keyframe = None
+        else:
+            if key not in plates:  # a speaker's (or the group's) plate serves all their shots
+                plates[key] = Yuv(
+                    _plate(
+                        request,
+                        speaker,
+                        cast,
+                        _plate_size(move, size),
+                        framing,
+                        labels=options.overlays,
+                    )
                 )
-            )
+            plate = plates[key]
         overlays = list(tag)
         if options.overlays and item.subtitle and (cast or item.speaker or not item.caption_note):
             caption = stills.caption_layer(
@@ -216,7 +225,12 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
                 italic_note=item.caption_note,
             )
             overlays.append(Overlay(caption))
-        yield Shot(item.frames, move, plates[key], overlays)
+        yield Shot(item.frames, move, plate, overlays)
+
+
+def _keyframe_plate(image: Image.Image, plate_size: tuple[int, int], time_of_day: str):
+    """The keyframe filling the plate (cover-cropped about its centre), tinted like the rest."""
+    return stills.tint(ImageOps.fit(image, plate_size, Image.Resampling.BICUBIC), time_of_day)
 
 
 def _plate(request: VideoRequest, speaker, cast, plate_size, framing, *, labels: bool):

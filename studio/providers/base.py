@@ -134,6 +134,8 @@ class Capabilities:
     lipsync: bool = False
     # The service renders the soundtrack (dialog, ambience) with the picture.
     native_audio: bool = False
+    # The model takes a start image: a request's first_frame (the chosen keyframe) opens the clip.
+    first_frame: bool = False
 
     def fit_duration(self, seconds: float) -> float:
         """The accepted duration closest to `seconds`, preferring the next longer one."""

@@ -81,6 +81,7 @@ class LocalAnimatic:
         max_duration_s=60.0,
         aspects=tuple(ASPECT_SIZES),
         can_cancel=True,
+        first_frame=True,  # the first shot after the title card is the keyframe
     )
 
     def __init__(

@@ -7,6 +7,12 @@ expired), `content.video_url` and `usage.completion_tokens`; `DELETE .../tasks/{
 queued task. The video URL expires after about a day, so `fetch` reads the task again for the
 current URL and downloads it at once. Billing is per output token: the first poll that sees a
 task succeeded books its `completion_tokens` once ("video.generate").
+
+A request with a first frame (the scene's chosen keyframe) sends it as the one image item with
+role `first_frame`, and drops the cast's references: Seedance refuses a first (or last) frame
+mixed with reference images ("first/last frame content cannot be mixed with reference media
+content", a 400), and the keyframe, which already shows the cast, is the one to keep. Every
+line but the text-only 1.0 lite t2v takes a first frame; that one ignores it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from studio.providers.errors import (
     MalformedResponse,
     parse_retry_after,
 )
-from studio.providers.frames import reference_frame
 from studio.providers.transport import (
     Outcome,
 )
@@ -96,6 +101,7 @@ class Family:
     # from a "first_frame".
     reference_role: str
     audio: bool
+    first_frame: bool = True  # starts from a keyframe (role first_frame)
 
 
 FAMILIES: tuple[tuple[str, Family], ...] = (
@@ -104,7 +110,10 @@ FAMILIES: tuple[tuple[str, Family], ...] = (
     ("seedance-1-5-pro", Family(4, 12, ("480p", "720p", "1080p"), 1, "first_frame", True)),
     ("seedance-1-0-pro", Family(2, 12, ("480p", "720p", "1080p"), 1, "first_frame", False)),
     ("seedance-1-0-lite-i2v", Family(2, 12, ("480p", "720p"), 4, "reference_image", False)),
-    ("seedance-1-0-lite-t2v", Family(2, 12, ("480p", "720p"), 0, "reference_image", False)),
+    (
+        "seedance-1-0-lite-t2v",
+        Family(2, 12, ("480p", "720p"), 0, "reference_image", False, first_frame=False),
+    ),
 )
 DEFAULT_FAMILY = FAMILIES[0][1]  # an unknown id is taken for the newest line
 
@@ -150,6 +159,7 @@ class ArkVideo(RemoteVideo):
             can_cancel=True,
             lipsync=self.family.audio and config.generate_audio,
             native_audio=self.family.audio and config.generate_audio,
+            first_frame=self.family.first_frame,
         )
         self.resolution = (
             config.resolution
@@ -186,19 +196,20 @@ class ArkVideo(RemoteVideo):
             data={"seconds": seconds, "ratio": ratio, "resolution": self.resolution},
         )
 
-    def _body(self, request: VideoRequest, seconds: float) -> dict:
+    def _body(self, request: VideoRequest, seconds: float, keyframe: bytes | None) -> dict:
         content: list[dict] = [{"type": "text", "text": request.prompt_text()}]
-        references = [m for m in request.cast if m.image is not None or m.image_path]
-        size = self.frame_size(request.aspect)
-        for member in references[: self.capabilities.max_reference_images]:
-            try:
-                image = reference_frame(member, size)
-            except (OSError, ValueError) as error:
-                raise BadRequest(str(error), provider=self.name) from None
+        if keyframe is not None:
+            images = [(keyframe, "first_frame")]  # alone: Ark refuses it beside references
+        else:
+            references = [m for m in request.cast if m.image is not None or m.image_path]
+            size = self.frame_size(request.aspect)
+            images = [
+                (self.reference(member, size), self.family.reference_role)
+                for member in references[: self.capabilities.max_reference_images]
+            ]
+        for image, role in images:
             url = "data:image/jpeg;base64," + b64encode(image).decode("ascii")
-            content.append(
-                {"type": "image_url", "image_url": {"url": url}, "role": self.family.reference_role}
-            )
+            content.append({"type": "image_url", "image_url": {"url": url}, "role": role})
         body = {
             "model": self.model,
             "content": content,
@@ -216,7 +227,8 @@ class ArkVideo(RemoteVideo):
 
     async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
         seconds = self._offered(request)
-        body = self._body(request, seconds)
+        keyframe = self.start_frame(request, self.frame_size(request.aspect))
+        body = self._body(request, seconds, keyframe)
         url = self.url("contents/generations/tasks")
 
         async def attempt() -> Outcome:
@@ -226,7 +238,11 @@ class ArkVideo(RemoteVideo):
             # first task. Against Ark itself a retry after a lost answer may start a second
             # task; the pipeline keeps that rare by saving the handle before it polls.
             job_id, _ = await self.post_job(
-                url, idempotency_key=idempotency_key, json=body, what="the task"
+                url,
+                idempotency_key=idempotency_key,
+                json=body,
+                what="the task",
+                first_frame=keyframe is not None,
             )
             return Outcome(
                 self._handle(job_id, seconds=seconds, ratio=body["ratio"]), request_id=job_id

@@ -3,11 +3,12 @@
 The workflow is ComfyUI's API format (the JSON "Save (API)" writes: `{node_id: {class_type,
 inputs}}`) with the studio's placeholders as string values: `"{{prompt}}"`, `"{{negative_prompt}}"`,
 `"{{seed}}"`, `"{{width}}"`, `"{{height}}"`, `"{{frames}}"`, `"{{fps}}"` and `"{{image}}"` (the
-reference image, in a LoadImage node). A value that is only a numeric placeholder becomes a
-number. One template per model family ships in `comfyui_workflows/`; `config.workflow` names
-another file.
+start image, in a LoadImage node: the scene's chosen keyframe when the request has a first
+frame, else the first cast member's face-centred reference; a scene with neither drops the
+nodes that load it). A value that is only a numeric placeholder becomes a number. One
+template per model family ships in `comfyui_workflows/`; `config.workflow` names another file.
 
-`POST /upload/image` for the reference, `POST /prompt` to queue the filled workflow, `GET
+`POST /upload/image` for the start image, `POST /prompt` to queue the filled workflow, `GET
 /history/{id}` (empty while queued or running) with `GET /queue` to tell queued from running,
 `GET /view` for the saved file, `POST /interrupt` (running) or `POST /queue {"delete"}` (queued)
 to cancel. While a prompt runs, its websocket (`/ws?clientId=`, see comfyui_socket.py) reports
@@ -42,12 +43,11 @@ from studio.providers.base import (
 )
 from studio.providers.comfyui_socket import PromptProgress, PromptSocket, socket_url
 from studio.providers.errors import BadRequest, MalformedResponse, ProviderError
-from studio.providers.frames import reference_frame
 from studio.providers.transport import (
     Outcome,
     request_id_of,
 )
-from studio.providers.video_http import RemoteVideo, VideoConfig
+from studio.providers.video_http import RemoteVideo, VideoConfig, first_frame_header
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +263,11 @@ class ComfyVideo(RemoteVideo):
         self.family_name = family_of(config.model)
         self.family = FAMILIES[self.family_name or "wan2.2"]
         durations = tuple(config.durations_s) or None
+        try:
+            workflow = load_workflow(self.workflow_path(), provider=self.name)
+            starts_from_image = "image" in workflow.placeholders
+        except BadRequest:
+            starts_from_image = False  # submit says what is wrong with the workflow
         self.capabilities = Capabilities(
             max_reference_images=1,  # one LoadImage: the first cast member's reference
             durations_s=durations,
@@ -270,6 +275,7 @@ class ComfyVideo(RemoteVideo):
             max_duration_s=max(durations) if durations else self.family.max_duration_s,
             aspects=config.aspects,
             can_cancel=True,
+            first_frame=starts_from_image,  # the {{image}} LoadImage takes the keyframe
         )
         self._sockets: dict[str, PromptSocket] = {}  # prompt_id -> its progress socket
 
@@ -317,13 +323,14 @@ class ComfyVideo(RemoteVideo):
         workflow = load_workflow(self.workflow_path(), provider=self.name)
         frames = self.family.frames(seconds)
         width, height = self.family.size(request.aspect)
-        reference = None
-        member = next((m for m in request.cast if m.image is not None or m.image_path), None)
-        if member is not None and "image" in workflow.placeholders:
-            try:
-                reference = reference_frame(member, (width, height))
-            except (OSError, ValueError) as error:
-                raise BadRequest(str(error), provider=self.name) from None
+        # The start image: the keyframe when there is one, else the first reference.
+        start, keyframe = None, False
+        if "image" in workflow.placeholders:
+            start = self.start_frame(request, (width, height))
+            keyframe = start is not None
+            member = next((m for m in request.cast if m.image is not None or m.image_path), None)
+            if start is None and member is not None:
+                start = self.reference(member, (width, height))
         digest = hashlib.sha256(f"{self.name}:{idempotency_key}".encode()).digest()
         seed = request.seed if request.seed is not None else int.from_bytes(digest[:4], "big")
         # ComfyUI keeps no idempotency keys, so the key makes the prompt_id (a server that
@@ -358,8 +365,9 @@ class ComfyVideo(RemoteVideo):
             if found:
                 return Outcome(self._handle(found, data), request_id=found)
             graph = workflow.graph
-            if reference is not None:
-                values["image"] = await self._upload(reference, f"studio-{prompt_id}.jpg")
+            if start is not None:
+                name = f"studio-{prompt_id}{'-first-frame' if keyframe else ''}.jpg"
+                values["image"] = await self._upload(start, name)
             elif "image" in workflow.placeholders:
                 graph = without_image(graph)
             data["nodes"] = executed_nodes(graph)
@@ -373,7 +381,8 @@ class ComfyVideo(RemoteVideo):
                 "POST",
                 url,
                 json=body,
-                headers=self.headers(url, idempotency_key=idempotency_key),
+                headers=self.headers(url, idempotency_key=idempotency_key)
+                | first_frame_header(keyframe),
             )
             answer = self.json_of(response)
             queued = str(answer.get("prompt_id") or "")
@@ -414,7 +423,7 @@ class ComfyVideo(RemoteVideo):
         return ""
 
     async def _upload(self, image: bytes, filename: str) -> str:
-        """Upload the reference (overwriting, so a retry writes the same file); its name as
+        """Upload the start image (overwriting, so a retry writes the same file); its name as
         LoadImage reads it."""
         url = self.url("upload/image")
         files = [

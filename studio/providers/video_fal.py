@@ -12,6 +12,11 @@ Billing: the first poll that sees a request completed with a result books it onc
 ("video.generate"): its seconds, and one request for models fal bills per generation.
 The queue plumbing (auth, errors, submit, status, result) is `FalQueue`, shared with the
 image adapter (image_fal.py).
+
+A request with a first frame (the scene's chosen keyframe) sends it in the model's image input
+(a data URL at the output size) in place of the face reference: an image-to-video model starts
+its clip from that picture. Text-to-video models have no image input and ignore it, as do the
+reference-to-video ones, whose images are references kept through the clip, not a start.
 """
 
 from __future__ import annotations
@@ -43,12 +48,16 @@ from studio.providers.errors import (
     error_for_status,
     parse_retry_after,
 )
-from studio.providers.frames import reference_frame
 from studio.providers.transport import (
     Outcome,
     request_id_of,
 )
-from studio.providers.video_http import RemoteVideo, VideoConfig, failure_retryable
+from studio.providers.video_http import (
+    RemoteVideo,
+    VideoConfig,
+    failure_retryable,
+    first_frame_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +86,8 @@ class FalModel:
     `max_references` > 1), "" for a text-only model; `aspect` the input name of the aspect
     ratio, "" when the model follows the image's. `audio` names the switch for the model's
     own soundtrack (speech included), "" for silent models. `per_request`: fal bills one
-    generation whatever its length."""
+    generation whatever its length. `reference_only`: the image input holds references kept
+    through the clip (reference-to-video), not its start, so no keyframe goes there."""
 
     family: str
     durations_s: tuple[float, ...]
@@ -92,10 +102,15 @@ class FalModel:
     fps: int = 0
     per_request: bool = False
     fixed: dict = field(default_factory=dict)  # inputs sent as they are, e.g. a resolution
+    reference_only: bool = False
 
     @property
     def image_to_video(self) -> bool:
         return bool(self.image)
+
+    @property
+    def first_frame(self) -> bool:
+        return self.image_to_video and not self.reference_only
 
 
 _KLING_I2V = FalModel("kling", (5.0, 10.0), negative_prompt=True, fixed={"cfg_scale": 0.5})
@@ -161,6 +176,7 @@ MODELS: dict[str, FalModel] = {
         aspect="aspect_ratio",
         aspects=("9:16", "16:9"),
         audio="generate_audio",
+        reference_only=True,
     ),
     # 81 frames at 16 a second: a five-second clip, billed per video.
     "fal-ai/wan-i2v": FalModel("wan", (5.0,), **_WAN),
@@ -248,13 +264,13 @@ class FalQueue:
         )
 
     async def queue_submit(
-        self, url: str, body: dict, *, idempotency_key: str
+        self, url: str, body: dict, *, idempotency_key: str, extra_headers: dict | None = None
     ) -> tuple[str, dict[str, str]]:
         """POST a request to the queue: its id and the URLs the answer gave for it."""
         # fal's queue documents no idempotency header: a POST whose answer is lost may queue a
         # second (billed) request. The key is sent anyway, as the simulator and proxies in
         # front of fal dedupe by it, so a retry there returns the first request.
-        headers = self.headers(url, idempotency_key=idempotency_key)
+        headers = self.headers(url, idempotency_key=idempotency_key) | (extra_headers or {})
         response = await self.send("POST", url, headers=headers, json=body)
         answer = self.json_of(response)
         request_id = str(answer.get("request_id") or "")
@@ -396,6 +412,7 @@ class FalVideo(FalQueue, RemoteVideo):
             aspects=tuple(a for a in self.info.aspects if a in config.aspects),
             can_cancel=True,
             native_audio=self.native_audio,
+            first_frame=self.info.first_frame,
         )
 
     def _urls(self, handle: JobHandle) -> dict[str, str]:
@@ -403,7 +420,7 @@ class FalVideo(FalQueue, RemoteVideo):
 
     # --- submit ----------------------------------------------------------------------------
 
-    def _input(self, request: VideoRequest, seconds: float) -> dict:
+    def _input(self, request: VideoRequest, seconds: float, keyframe: bytes | None) -> dict:
         info = self.info
         body: dict = {"prompt": request.prompt_text(), **info.fixed}
         if info.duration == "string":
@@ -426,30 +443,36 @@ class FalVideo(FalQueue, RemoteVideo):
             # (and costs less without one).
             body[info.audio] = bool(request.dialog)
         references = [m for m in request.cast if m.image is not None or m.image_path]
-        if info.image_to_video:
+        if keyframe is not None:
+            body[info.image] = data_url(keyframe)  # the clip starts from the keyframe
+        elif info.image_to_video:
             if not references:
                 raise BadRequest(
                     f"{self.model} animates a reference image; this shot has none",
                     provider=self.name,
                 )
-            images = []
-            for member in references[: max(self.capabilities.max_reference_images, 1)]:
-                try:
-                    images.append(data_url(reference_frame(member, frame_size(request.aspect))))
-                except (OSError, ValueError) as error:
-                    raise BadRequest(str(error), provider=self.name) from None
+            images = [
+                data_url(self.reference(member, frame_size(request.aspect)))
+                for member in references[: max(self.capabilities.max_reference_images, 1)]
+            ]
             body[info.image] = images if info.max_references > 1 else images[0]
         return body
 
     async def submit(self, request: VideoRequest, idempotency_key: str) -> JobHandle:
         seconds = self._offered(request)
-        body = self._input(request, seconds)
+        keyframe = self.start_frame(request, frame_size(request.aspect))
+        body = self._input(request, seconds, keyframe)
         url = self.url(self.model)
 
         async def attempt() -> Outcome:
             # Against fal itself (no idempotency there) the saved handle keeps a restarted take
             # from resubmitting.
-            request_id, urls = await self.queue_submit(url, body, idempotency_key=idempotency_key)
+            request_id, urls = await self.queue_submit(
+                url,
+                body,
+                idempotency_key=idempotency_key,
+                extra_headers=first_frame_header(keyframe is not None),
+            )
             data = {"seconds": seconds, "model": self.model, **urls}
             handle = JobHandle(
                 provider=self.name, id=request_id, model=self.model, kind="video", data=data

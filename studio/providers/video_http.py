@@ -1,21 +1,28 @@
 """Video generation on the job-style videos wire format (OpenAI's /v1/videos and look-alikes).
 
 `POST {base}/videos` (multipart: model, prompt, seconds, size, input_reference) with an
-Idempotency-Key; `GET {base}/videos/{id}` for status (queued | in_progress | completed |
-failed) and progress; `GET {base}/videos/{id}/content` for the MP4; `DELETE` to cancel.
+Idempotency-Key; `input_reference` is the scene's keyframe when the request has one (the clip
+starts from it), else the first cast member's face-centred reference, at the output size.
+`GET {base}/videos/{id}` for status (queued | in_progress | completed | failed) and progress;
+`GET {base}/videos/{id}/content` for the MP4; `DELETE` to cancel.
 Billing: the first poll that sees a job completed books its seconds once ("video.generate").
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from dataclasses import dataclass, field
 
+from PIL import Image, ImageOps
+
+from studio.providers import frames as stills
 from studio.providers.base import (
     ASPECT_SIZES,
     Capabilities,
+    CastMember,
     JobHandle,
     JobState,
     JobStatus,
@@ -55,6 +62,10 @@ STATES = {
 SORA_DURATIONS_S = (4.0, 8.0, 12.0)
 # Failure codes that say "this prompt or reference will never pass": do not try again.
 PERMANENT_CODES = ("moderation", "policy", "invalid", "blocked", "unsupported", "rejected")
+# Sent with a submission whose start image is the scene's keyframe. Vendors ignore it; the
+# simulator, which cannot tell a keyframe from a portrait in one and the same image input,
+# animates a picture so marked as it is, without its identity-drift draw.
+FIRST_FRAME_HEADER = "X-Studio-First-Frame"
 
 
 @dataclass
@@ -71,6 +82,11 @@ class VideoConfig(HttpConfig):
 def failure_retryable(code: str) -> bool:
     code = code.lower()
     return not any(word in code for word in PERMANENT_CODES)
+
+
+def first_frame_header(sent: bool) -> dict[str, str]:
+    """The mark of a submission that starts from the scene's keyframe (see FIRST_FRAME_HEADER)."""
+    return {FIRST_FRAME_HEADER: "keyframe"} if sent else {}
 
 
 class RemoteVideo(HttpProvider):
@@ -90,6 +106,30 @@ class RemoteVideo(HttpProvider):
                 f"this handle belongs to {handle.provider!r}, not {self.name!r}",
                 provider=self.name,
             )
+
+    def reference(self, member: CastMember, size: tuple[int, int]) -> bytes:
+        """The member's face-centred reference, a JPEG of exactly `size`."""
+        try:
+            return reference_frame(member, size)
+        except (OSError, ValueError) as error:
+            raise BadRequest(str(error), provider=self.name) from None
+
+    def start_frame(self, request: VideoRequest, size: tuple[int, int]) -> bytes | None:
+        """The request's first frame (its keyframe) as a JPEG of exactly `size`, cover-cropped
+        about its centre; None without one, or when the model takes no start image."""
+        if request.first_frame is None or not self.capabilities.first_frame:
+            return None
+        picture = stills.decode_image(request.first_frame)
+        if picture is None:
+            raise BadRequest(
+                "the first frame (the scene's keyframe) is not a readable image",
+                provider=self.name,
+            )
+        if picture.size != tuple(size):
+            picture = ImageOps.fit(picture, tuple(size), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        picture.save(out, format="JPEG", quality=90)
+        return out.getvalue()
 
     def _offered(self, request: VideoRequest) -> float:
         """The request's duration as the service bills it; refuses an aspect it lacks."""
@@ -115,13 +155,22 @@ class RemoteVideo(HttpProvider):
         )
 
     async def post_job(
-        self, url: str, *, idempotency_key: str, id_field: str = "id", what: str, **body
+        self,
+        url: str,
+        *,
+        idempotency_key: str,
+        id_field: str = "id",
+        what: str,
+        first_frame: bool = False,
+        **body,
     ) -> tuple[str, dict]:
-        """POST a new job (`json=` or `files=`) with its idempotency key; returns the job's id
-        (the answer's `id_field`) and the whole answer. An answer without one is malformed."""
-        response = await self.send(
-            "POST", url, headers=self.headers(url, idempotency_key=idempotency_key), **body
+        """POST a new job (`json=` or `files=`) with its idempotency key (and the first-frame
+        mark when it starts from a keyframe); returns the job's id (the answer's `id_field`)
+        and the whole answer. An answer without one is malformed."""
+        headers = self.headers(url, idempotency_key=idempotency_key) | first_frame_header(
+            first_frame
         )
+        response = await self.send("POST", url, headers=headers, **body)
         answer = self.json_of(response)
         job_id = str(answer.get(id_field) or "")
         if not job_id:
@@ -154,6 +203,7 @@ class VideoJobsHTTP(RemoteVideo):
             max_duration_s=max(durations),
             aspects=config.aspects,
             can_cancel=True,
+            first_frame=True,  # input_reference is the clip's first frame
         )
 
     def _handle(self, job_id: str, *, seconds: float, size: str) -> JobHandle:
@@ -175,20 +225,26 @@ class VideoJobsHTTP(RemoteVideo):
             "seconds": f"{seconds:g}",
             "size": size,
         }
-        references = [m for m in request.cast if m.image is not None or m.image_path]
         # Every field as a part, so the body is multipart even without a reference image.
         files = [(name, (None, value)) for name, value in form.items()]
-        for n, member in enumerate(references[: self.capabilities.max_reference_images], 1):
-            try:
-                image = reference_frame(member, (width, height))
-            except (OSError, ValueError) as error:
-                raise BadRequest(str(error), provider=self.name) from None
-            files.append(("input_reference", (f"reference-{n}.jpg", image, "image/jpeg")))
+        keyframe = self.start_frame(request, (width, height))
+        if keyframe is not None:
+            # The clip starts from the keyframe: it takes the place of the references.
+            files.append(("input_reference", ("first-frame.jpg", keyframe, "image/jpeg")))
+        else:
+            references = [m for m in request.cast if m.image is not None or m.image_path]
+            for n, member in enumerate(references[: self.capabilities.max_reference_images], 1):
+                image = self.reference(member, (width, height))
+                files.append(("input_reference", (f"reference-{n}.jpg", image, "image/jpeg")))
         url = self.url("videos")
 
         async def attempt() -> Outcome:
             job_id, _ = await self.post_job(
-                url, idempotency_key=idempotency_key, files=files, what="the job"
+                url,
+                idempotency_key=idempotency_key,
+                files=files,
+                what="the job",
+                first_frame=keyframe is not None,
             )
             return Outcome(self._handle(job_id, seconds=seconds, size=size), request_id=job_id)
 

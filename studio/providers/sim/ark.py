@@ -4,7 +4,9 @@ under /ark (routes.py).
 Tasks are created from JSON (`content`: a text item and image items as data URLs), move from
 queued through running to their outcome like every simulated job, and on success link to an
 MP4 served back from here, with the output tokens Ark would bill. A task given an
-`execution_expires_after` shorter than the simulated job time ends `expired`. Ark itself has no
+`execution_expires_after` shorter than the simulated job time ends `expired`. As at Ark, a
+first (or last) frame mixed with reference images is refused; a first frame marked as the
+scene's keyframe renders the clip from that picture (jobs.py). Ark itself has no
 idempotency key; this simulator dedupes on the Idempotency-Key header the adapter sends, like
 the other job routes.
 """
@@ -115,7 +117,7 @@ def _parse(body) -> tuple[dict, str]:
     images = [i for i in body["content"] if isinstance(i, dict) and i.get("type") == "image_url"]
     if not any(isinstance(text, str) and text.strip() for text in texts):
         return {}, "a text item with the prompt is required"
-    references = []
+    references, roles = [], []
     for item in images:
         image = _image(str((item.get("image_url") or {}).get("url") or ""))
         if image is None:
@@ -123,6 +125,13 @@ def _parse(body) -> tuple[dict, str]:
         if item.get("role") not in ("reference_image", "first_frame", "last_frame"):
             return {}, f"unknown image role {item.get('role')!r}"
         references.append(image)
+        roles.append(item["role"])
+    if "reference_image" in roles and {"first_frame", "last_frame"} & set(roles):
+        return {}, (
+            "The parameter `content` specified in the request is not valid: "
+            "first/last frame content cannot be mixed with reference media content."
+        )
+    start = references[roles.index("first_frame")] if "first_frame" in roles else None
     ratio, resolution = body.get("ratio", "16:9"), body.get("resolution", "720p")
     duration = body.get("duration", 5)
     if ratio not in RATIOS or resolution not in RESOLUTIONS:
@@ -132,7 +141,8 @@ def _parse(body) -> tuple[dict, str]:
     return {
         "model": str(body.get("model") or "sim-seedance"),
         "prompt": "\n".join(texts),
-        "reference": references[0] if references else None,
+        "reference": start or (references[0] if references else None),
+        "start": start,
         "references": len(references),
         "ratio": ratio,
         "resolution": resolution,
@@ -161,6 +171,7 @@ async def ark_create(sim: SimState, request: Request, fault: str) -> Response:
         sim,
         "video",
         key,
+        **jobs.first_frame_values(request, values.pop("start")),
         api="ark",
         size=size,
         cancelled=False,

@@ -7,7 +7,8 @@ left; an unknown class_type such as "Broken" is named in `node_errors` (a 400, o
 another output still validates and is queued alone, as ComfyUI does). Like ComfyUI it
 keeps no idempotency keys and takes the client's prompt_id. One executor runs the queue in
 order, `job_s` per prompt; `GET /queue`, `GET /history[/{id}]`, `POST /queue {"delete"}`, `POST
-/interrupt` and `GET /view` (a real MP4 of the uploaded reference's face) follow it. Faults
+/interrupt` and `GET /view` (a real MP4 of the uploaded reference's face, or of the LoadImage'd
+picture itself when the prompt is marked as starting from the scene's keyframe) follow it. Faults
 "fail" and "reject" on the prompt make its execution fail (out of memory; an invalid input).
 
 `GET /ws?clientId=` is ComfyUI's websocket: `status` on connect, then for each prompt queued
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 from studio.providers.sim import websocket
 from studio.providers.sim.http import Request, Response
-from studio.providers.sim.jobs import _content, _new_job
+from studio.providers.sim.jobs import _content, _new_job, first_frame_values
 from studio.providers.sim.state import SimState
 
 KNOWN_NODES = frozenset(
@@ -456,6 +457,7 @@ async def prompt(sim: SimState, request: Request, fault: str) -> Response:
         seconds=scene["frames"] / scene["fps"],
         size=scene["size"],
         reference=_reference(server, graph),
+        **first_frame_values(request, _reference(server, graph)),
         outcome=fault if fault in ("fail", "reject") else "ok",
         prompt_id=prompt_id,
         number=server.number,

@@ -8,6 +8,8 @@ cancels a request still in the queue. A "fail" job is COMPLETED and its result a
 with fal's `detail`; a "reject" job says so in the status (`error`, `error_type`) and its
 result answers 422. fal documents no idempotency header: the simulator dedupes by the
 `Idempotency-Key` the adapter sends anyway, so a retried submission finds its first request.
+A start image (not `image_urls`, a reference-to-video model's references) marked as the scene's
+keyframe renders the clip from that picture (jobs.py).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from PIL import Image
 
 from studio.providers.base import ASPECT_SIZES
 from studio.providers.sim.http import Request, Response
-from studio.providers.sim.jobs import _content, _existing, _new_job, _phase
+from studio.providers.sim.jobs import _content, _existing, _new_job, _phase, first_frame_values
 from studio.providers.sim.state import SimState
 
 QUEUED_UNTIL = 0.3  # share of job_s spent in the queue
 QUEUE_START = 3  # queue position when submitted
 IMAGE_INPUTS = ("image_url", "start_image_url", "first_frame_url", "image_urls")
+START_INPUTS = IMAGE_INPUTS[:3]  # the clip's first frame; image_urls are references
 
 
 def _detail(status: int, message: str, kind: str = "") -> Response:
@@ -60,8 +63,8 @@ def _seconds(body: dict) -> float:
     return 5.0  # a fixed-length model
 
 
-def _image(body: dict) -> bytes | None:
-    for name in IMAGE_INPUTS:
+def _image(body: dict, names: tuple[str, ...] = IMAGE_INPUTS) -> bytes | None:
+    for name in names:
         value = body.get(name)
         if isinstance(value, list):
             value = value[0] if value else None
@@ -153,6 +156,7 @@ async def fal_submit(sim: SimState, request: Request, fault: str, model: str) ->
         reference=image,
         cancelled=False,
         outcome=fault if fault in ("fail", "reject") else "ok",
+        **first_frame_values(request, _image(body, START_INPUTS)),
     )
     return Response.of_json(_urls(sim, job))
 

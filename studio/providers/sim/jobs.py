@@ -3,10 +3,14 @@
 A job moves from queued to done over `job_s` seconds; its outcome (ok, fail, reject) and its
 identity drift are fixed when it is created, drift per idempotency key and seed, so a retried
 submission gets the same answer. Videos are real MP4s rendered from the submitted reference
-image, or for a drifted job from another person's face. A lip-sync job answers with the video
-it was sent (a drifted one: another person's face), its sound replaced by the audio it was sent
-(AAC, cut to the video's length as sync.so's `cut_off` mode does): what a real service
-returns, less the mouth movement.
+image, or for a drifted job from another person's face. A submission that starts from the
+scene's keyframe (its start image marked with the studio's first-frame header, as each wire
+format's image input looks the same for a keyframe and a portrait) renders its clip from that
+picture, as image-to-video animates what it is given, and drifts only at
+`first_frame_drift_rate`; the job records `first_frame` and the picture's decoded size.
+A lip-sync job answers with the video it was sent (a drifted one: another person's face), its
+sound replaced by the audio it was sent (AAC, cut to the video's length as sync.so's `cut_off`
+mode does): what a real service returns, less the mouth movement.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import time
 from pathlib import Path
 
 import av
+from PIL import Image
 
 from studio.providers.animatic import RenderOptions, render_animatic
 from studio.providers.audio import NotAudio, decode_mono
 from studio.providers.base import CastMember, VideoRequest
 from studio.providers.sim.http import Request, Response, error_response
 from studio.providers.sim.state import SimState
+from studio.providers.video_http import FIRST_FRAME_HEADER
 
 STRANGER = Path(__file__).resolve().parent / "sim_assets" / "stranger.jpg"
 
@@ -38,7 +44,8 @@ STRANGER = Path(__file__).resolve().parent / "sim_assets" / "stranger.jpg"
 
 def _new_job(sim: SimState, kind: str, key: str, **values) -> dict:
     job_id = f"{'video' if kind == 'video' else 'ls'}_{len(sim.jobs) + 1:06d}"
-    drift = random.Random(f"{sim.config.seed}:{key or job_id}").random() < sim.config.drift_rate
+    rate = sim.config.first_frame_drift_rate if values.get("first_frame") else sim.config.drift_rate
+    drift = random.Random(f"{sim.config.seed}:{key or job_id}").random() < rate
     job = {
         "id": job_id,
         "kind": kind,
@@ -56,6 +63,19 @@ def _new_job(sim: SimState, kind: str, key: str, **values) -> dict:
     return job
 
 
+def first_frame_values(request: Request, image: bytes | None) -> dict:
+    """What a video job records of its start image: a first frame when the submission marks
+    it as the scene's keyframe and it decodes, with its size."""
+    if image is None or not request.headers.get(FIRST_FRAME_HEADER.lower()):
+        return {"first_frame": False}
+    try:
+        with Image.open(io.BytesIO(image)) as picture:
+            size = picture.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return {"first_frame": False}
+    return {"first_frame": True, "first_frame_size": size}
+
+
 def _existing(sim: SimState, kind: str, request: Request) -> tuple[str, dict | None]:
     key = request.headers.get("idempotency-key", "")
     job_id = sim.jobs_by_key.get((kind, key)) if key else None
@@ -67,7 +87,13 @@ def _phase(sim: SimState, job: dict) -> float:
 
 
 def _render_clip(
-    sim: SimState, *, seconds: float, size: tuple[int, int], face: bytes | None, prompt: str
+    sim: SimState,
+    *,
+    seconds: float,
+    size: tuple[int, int],
+    face: bytes | None,
+    prompt: str,
+    first_frame: bytes | None = None,
 ) -> bytes:
     scale = min(1.0, sim.config.video_max_side / max(size))
     width, height = (max(int(side * scale) // 2 * 2, 2) for side in size)
@@ -76,6 +102,7 @@ def _render_clip(
         duration_s=seconds,
         camera="static",
         cast=(CastMember("subject", image=face),) if face else (),
+        first_frame=first_frame,  # the one shot shows it
     )
     options = RenderOptions(
         fps=sim.config.video_fps,
@@ -91,13 +118,18 @@ def _render_clip(
 
 
 async def _content(sim: SimState, job: dict, *, face: bytes | None) -> bytes:
+    """The job's clip: of `face` (its reference), of the drift face when it drifted, or of the
+    picture itself when `face` is its first frame."""
     async with job["lock"]:
         if job["content"] is None:
+            start = None
             if job["drift"]:
                 face = Path(sim.config.drift_face or STRANGER).read_bytes()
-            # The clip shows the face, not the prompt (no title card, no overlays): jobs that
-            # differ only in their prompt share one rendering.
-            key = (job["seconds"], job["size"], hash(face))
+            elif job.get("first_frame"):
+                start, face = face, None  # image-to-video: the keyframe as it is
+            # The clip shows the face or the keyframe, not the prompt (no title card, no
+            # overlays): jobs that differ only in their prompt share one rendering.
+            key = (job["seconds"], job["size"], hash(face), hash(start))
             if sim.config.cache_clips and key in sim.clips:
                 job["content"] = sim.clips[key]
             else:
@@ -108,6 +140,7 @@ async def _content(sim: SimState, job: dict, *, face: bytes | None) -> bytes:
                     size=job["size"],
                     face=face,
                     prompt=job.get("prompt", ""),
+                    first_frame=start,
                 )
                 if sim.config.cache_clips:
                     sim.clips[key] = job["content"]
@@ -169,6 +202,7 @@ async def video_create(sim: SimState, request: Request, fault: str) -> Response:
         size=(int(size.group(1)), int(size.group(2))),
         reference=reference[1] if reference else None,
         outcome=fault if fault in ("fail", "reject") else "ok",
+        **first_frame_values(request, reference[1] if reference else None),
     )
     return Response.of_json(_video_json(sim, job))
 

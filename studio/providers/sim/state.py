@@ -80,6 +80,9 @@ class SimConfig:
     video_max_side: int = 640
     video_fps: int = 12
     # Reuse the clip of an identical request (same length, size, face, prompt): a benchmark
+    # Share of videos started from a keyframe (image-to-video) that still drift: the clip
+    # animates the picture it was given, so by default its face stays the keyframe's.
+    first_frame_drift_rate: float = 0.0
     # then measures the studio, not the simulator's own rendering on the same cores.
     cache_clips: bool = False
     faults: dict[str, RouteFaults] = field(default_factory=dict)  # route or "*" -> rates
