@@ -5,8 +5,14 @@ here, and the client timeout is short, so faults cost little time.
 """
 
 import contextlib
+import io
 import json
+from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from studio.providers.base import CastMember, ImageRequest
 from studio.providers.ledger import MemoryLedger
 from studio.providers.lipsync_http import LipSyncConfig, LipSyncHTTP
 from studio.providers.openai_chat import ChatConfig, OpenAICompatibleChat
@@ -78,6 +84,55 @@ def lipsync_for(sim: Simulator, *, ledger: MemoryLedger | None = None, guard=Non
         LipSyncConfig(**(fields | config)),
         guard=guard or fast_guard(),
         recorder=ledger if ledger is not None else MemoryLedger(),
+    )
+
+
+def remote_image_for(
+    adapter, config_class, *, ledger: MemoryLedger | None = None, guard=None, **config
+):
+    """An image adapter with a fast guard and a memory ledger (each adapter's test file passes
+    its base URL, model and key)."""
+    fields = dict(timeout_s=2.0, retry_after_cap_s=0.05)
+    return adapter(
+        config_class(**(fields | config)),
+        guard=guard or fast_guard(),
+        recorder=ledger if ledger is not None else MemoryLedger(),
+    )
+
+
+PORTRAIT = str(
+    Path(__file__).resolve().parent.parent / "dramas" / "demo" / "faces" / "grace_hopper.jpg"
+)
+
+
+def image_request(*, cast: tuple[str, ...] = (PORTRAIT,), **fields) -> ImageRequest:
+    """A keyframe request of a vertical scene with these portraits (paths) as its cast."""
+    values = dict(
+        prompt="Ada waits at the rainy window, neon light on her face.",
+        aspect="9:16",
+        cast=tuple(CastMember(f"person-{n}", image_path=path) for n, path in enumerate(cast)),
+        seed=7,
+    )
+    return ImageRequest(**(values | fields))
+
+
+def only_image(sim: Simulator) -> dict:
+    """The one still the simulator made."""
+    [record] = sim.images.values()
+    return record
+
+
+def looks_closer_to(still: bytes, near: str, far: str) -> bool:
+    """The still's mean colour is nearer the picture at `near` than the one at `far` (the
+    simulator's stills are crops of the face they were made from)."""
+
+    def mean_colour(image: Image.Image) -> np.ndarray:
+        return np.asarray(image.convert("RGB").resize((16, 16)), dtype=float).mean(axis=(0, 1))
+
+    picture = mean_colour(Image.open(io.BytesIO(still)))
+    return bool(
+        np.abs(picture - mean_colour(Image.open(near))).sum()
+        < np.abs(picture - mean_colour(Image.open(far))).sum()
     )
 
 

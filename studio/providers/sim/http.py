@@ -23,12 +23,23 @@ class Request:
         return json.loads(self.body or b"null")
 
     def form(self) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
-        """Fields and files of a multipart/form-data body."""
-        match = re.search(r'boundary="?([^";]+)"?', self.headers.get("content-type", ""))
+        """Fields and files of a multipart/form-data body (the last part of each name)."""
         values: dict[str, str] = {}
         files: dict[str, tuple[str, bytes]] = {}
+        for name, filename, content in self.parts():
+            if filename is None:
+                values[name] = content.decode("utf-8", "replace")
+            else:
+                files[name] = (filename, content)
+        return values, files
+
+    def parts(self) -> list[tuple[str, str | None, bytes]]:
+        """Every part of a multipart/form-data body in order, as (name, filename or None for
+        a field, content): repeated names (`image[]`) each keep their part."""
+        match = re.search(r'boundary="?([^";]+)"?', self.headers.get("content-type", ""))
         if not match:
-            return values, files
+            return []
+        parts = []
         for part in self.body.split(b"--" + match.group(1).encode())[1:]:
             if part.startswith(b"--"):
                 break
@@ -38,13 +49,9 @@ class Request:
             disposition = head.decode("utf-8", "replace")
             name = re.search(r'name="([^"]*)"', disposition)
             filename = re.search(r'filename="([^"]*)"', disposition)
-            if not name:
-                continue
-            if filename:
-                files[name.group(1)] = (filename.group(1), content)
-            else:
-                values[name.group(1)] = content.decode("utf-8", "replace")
-        return values, files
+            if name:
+                parts.append((name.group(1), filename.group(1) if filename else None, content))
+        return parts
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from studio.providers.sim import ark, chat, comfyui, control, fal, jobs, speech
+from studio.providers.sim import ark, chat, comfyui, control, fal, images, jobs, speech
 
 # Each video wire format under a prefix named after its VIDEO_API value, so one simulator serves
 # them all (`VIDEO_BASE_URL=http://127.0.0.1:PORT/ark`, ...).
@@ -30,6 +30,8 @@ def routes() -> list:
         for method, pattern, name, handler in table
     ]
     table = [
+        # Images first: fal's video submit takes any model id the image routes do not.
+        *images.ROUTES,
         *mounted,
         ("POST", r"/v1/chat/completions", "chat", chat.chat),
         # Speech on OpenAI's wire format (SPEECH_BASE_URL=http://127.0.0.1:PORT/v1, or /openai

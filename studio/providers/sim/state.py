@@ -22,6 +22,9 @@ FAULTS = (
     "slow_stream",
     "fail",
     "reject",
+    # Image routes: an answer whose image is not a picture, or that holds no image at all.
+    "not_image",
+    "no_image",
 )
 
 
@@ -135,6 +138,9 @@ class SimState:
         self.seen_prompts: set[str] = set()
         self.speech_bodies: list[dict] = []  # what the speech route received, in order
         self.voices: dict[str, dict] = {}  # voices cloned through ElevenLabs' voices/add
+        # Stills made by the image routes, by id: what was sent (model, size, references,
+        # seed) and whether the picture drifted; keyed like jobs in jobs_by_key ("image", key).
+        self.images: dict[str, dict] = {}
         # Scripted chat answers, one per request, before the default answers (see queue_replies).
         self.replies: deque[dict] = deque()
         self.url = ""  # set by the server once it listens; job outputs link to it
@@ -171,6 +177,7 @@ class SimState:
         self.seen_prompts.clear()
         self.speech_bodies.clear()
         self.voices.clear()
+        self.images.clear()
         self.rng = random.Random(self.config.seed)
 
     def snapshot(self, *, arrivals: bool = False) -> dict:
