@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from characters.consistency import frame_judgement, score_frame
 from characters.models import ReferenceImage
 from characters.services import character_profile
+from dramas.keyframe_gate import chosen_keyframes
 from dramas.models import (
     KEYFRAME_ACTIVE,
     Drama,
@@ -43,6 +44,7 @@ from dramas.models import (
     Verdict,
 )
 from dramas.prompts import scene_prompt
+from dramas.takes import drama_reserved_usd, drama_spent_usd, render_estimate_usd
 from studio import events
 from studio.jobs.models import JobStatus
 from studio.jobs.registry import PermanentError, Release, Settled, register
@@ -72,14 +74,6 @@ def image_estimate_usd(*, images: int) -> Decimal | None:
     if price is None:
         return None
     return cost_usd(price=price, usage=Usage(), requests=images)
-
-
-def keyframes_reserved_usd(*, drama_id: int) -> Decimal:
-    """Estimates of keyframe rounds still on their way (their images are not booked yet)."""
-    rounds = KeyframeRound.objects.filter(
-        scene__chapter__drama_id=drama_id, status__in=KEYFRAME_ACTIVE
-    )
-    return rounds.aggregate(total=Sum("estimate_usd"))["total"] or Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -144,8 +138,6 @@ class KeyframeEstimate:
 def keyframes_estimate(
     *, drama: Drama, scenes: int, candidates: int | None = None
 ) -> KeyframeEstimate:
-    from dramas.takes import drama_reserved_usd, drama_spent_usd
-
     images = scenes * (candidates or drama.keyframe_candidates)
     remaining = (
         drama.budget_usd
@@ -273,36 +265,6 @@ def keyframe_choose(*, keyframe: Keyframe, user) -> Keyframe:
     keyframe.save(update_fields=["chosen", "chosen_by", "updated_at"])
     events.publish(drama_id=keyframe.scene.chapter.drama_id, type=CHANGED, ids=[keyframe.scene_id])
     return keyframe
-
-
-def chosen_keyframes(*, scene_ids: Sequence[int]) -> dict[int, Keyframe]:
-    """Each scene's chosen keyframe, by scene id (one query)."""
-    rows = Keyframe.objects.filter(scene_id__in=scene_ids, chosen=True).select_related("round")
-    return {row.scene_id: row for row in rows}
-
-
-def gate_refusals(
-    *, drama: Drama, scenes: Sequence[Scene], chosen: dict[int, Keyframe] | None = None
-) -> dict[int, str]:
-    """Why the keyframe gate keeps each of `scenes` from rendering, by scene id (only those it
-    keeps): the drama's gate is on and the scene's chosen keyframe is not consistent. Scenes
-    without keyframes render from their references, as without a storyboard. `chosen`: the
-    scenes' chosen keyframes when the caller has read them already."""
-    if not drama.keyframe_gate:
-        return {}
-    if chosen is None:
-        chosen = chosen_keyframes(scene_ids=[s.id for s in scenes])
-    refusals = {}
-    for scene_id, keyframe in chosen.items():
-        if keyframe.verdict == Verdict.REJECT:
-            order = next(s.order for s in scenes if s.id == scene_id)
-            score = "" if keyframe.score is None else f" (score {keyframe.score:.0f})"
-            refusals[scene_id] = (
-                f"Scene {order}: its keyframe is not consistent{score}, so a video would likely "
-                "fail the face check too. Pick or regenerate a consistent keyframe, or render "
-                "it anyway."
-            )
-    return refusals
 
 
 def scene_storyboard(*, scenes: Sequence[Scene], rounds: bool = True) -> dict[int, dict]:
@@ -498,8 +460,6 @@ def image_size(data: bytes) -> tuple[int, int, str]:
 def round_finish(*, round_id: int) -> dict:
     """The round has ended: record whether it found a consistent keyframe (and, under the gate,
     the render it saved), pick the best candidate unless a producer picked one, and say so."""
-    from dramas.takes import render_estimate_usd
-
     round_ = (
         KeyframeRound.objects.select_for_update()
         .select_related("scene__chapter__drama")

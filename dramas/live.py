@@ -32,6 +32,7 @@ from dramas.delivery.export import (
 from dramas.dialog_fit import lengthenings, scene_needs
 from dramas.generation import KINDS as WRITING_KINDS
 from dramas.generation import latest_generation
+from dramas.keyframe_gate import gate_refusals
 from dramas.models import Chapter, Drama, Export, ExportStatus, Scene, Take, Transition
 from dramas.scripts import preview_of
 from dramas.takes import PRIORITIES, RENDER
@@ -104,7 +105,7 @@ def attach_storyboard(*, drama: Drama, scenes: list[Scene], rounds: bool = False
     tiles (a round on its way shows as the tile's job), three for the storyboard page."""
     boards = keyframe_services.scene_storyboard(scenes=scenes, rounds=rounds)
     chosen = {scene_id: board["chosen"] for scene_id, board in boards.items() if board["chosen"]}
-    gated = keyframe_services.gate_refusals(drama=drama, scenes=scenes, chosen=chosen)
+    gated = gate_refusals(drama=drama, scenes=scenes, chosen=chosen)
     for scene in scenes:
         scene.board = boards[scene.id]
         scene.gated = gated.get(scene.id, "")

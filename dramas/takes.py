@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from dramas.keyframe_gate import chosen_keyframes, gate_refusals, keyframes_reserved_usd
 from dramas.models import (
     TAKE_ACTIVE,
     TAKE_FINISHED,
@@ -98,8 +99,6 @@ def dramas_spent_usd(*, drama_ids: Sequence[int]) -> dict[int, tuple[Decimal, in
 def drama_reserved_usd(*, drama_id: int, exclude_take_id: int | None = None) -> Decimal:
     """Estimates of takes that are queued or rendering, and of keyframe rounds on their way:
     their usage is not booked yet."""
-    from dramas.keyframes import keyframes_reserved_usd
-
     takes = Take.objects.filter(scene__chapter__drama_id=drama_id, status__in=TAKE_ACTIVE)
     if exclude_take_id is not None:
         takes = takes.exclude(id=exclude_take_id)
@@ -259,7 +258,6 @@ def take_enqueue(
     """A new take (the next attempt) and a render job per scene, if the budget allows all and
     the keyframe gate lets each scene through (or a producer overrides it); each take starts
     from its scene's chosen keyframe, when it has one."""
-    from dramas.keyframes import chosen_keyframes, gate_refusals
 
     scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
     if not scenes:
@@ -377,8 +375,6 @@ def takes_render_batch(*, drama: Drama, scenes: Sequence[Scene], priority: int =
     """ "Render chapter" / "Render drama": a take for every scene that is neither approved nor
     rendering, chosen under the drama's lock, so a double click or two producers at once queue
     each scene once. Returns a `Batch`; refuses (ValidationError) when nothing is left."""
-    from dramas.keyframes import gate_refusals
-
     drama = Drama.objects.select_for_update().get(id=drama.id)
     scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
     busy = _rendering(scenes)

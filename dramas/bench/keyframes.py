@@ -34,6 +34,7 @@ from django.db.models import Sum
 
 from characters.services import character_create, reference_images_add
 from dramas import keyframes as keyframe_services
+from dramas.keyframe_gate import chosen_keyframes
 from dramas.models import TAKE_ACTIVE, Drama, KeyframeRound, Scene, Take, Verdict
 from dramas.services import chapter_create, drama_create, scene_create
 from dramas.takes import take_enqueue
@@ -246,7 +247,7 @@ def _keyframes(drama_id: int, scene_ids: list[int]) -> list[int]:
 
 
 def _without_consistent_keyframe(scene_ids: list[int]) -> list[int]:
-    chosen = keyframe_services.chosen_keyframes(scene_ids=scene_ids)
+    chosen = chosen_keyframes(scene_ids=scene_ids)
     return [s for s in scene_ids if s not in chosen or chosen[s].verdict != Verdict.ACCEPT]
 
 
