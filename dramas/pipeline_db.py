@@ -85,9 +85,7 @@ def build_prompt(*, take_id: int, max_refs: int, provider: str, model: str) -> N
         drama = take.scene.chapter.drama
         if chosen is not None and (chosen.verdict != Verdict.REJECT or not drama.keyframe_gate):
             take.keyframe = chosen
-    take.save(
-        update_fields=["prompt", "references", "provider", "model", "keyframe", "updated_at"]
-    )
+    take.save(update_fields=["prompt", "references", "provider", "model", "keyframe", "updated_at"])
 
 
 def video_request(*, take_id: int) -> VideoRequest:

@@ -80,12 +80,12 @@ class SimConfig:
     redirect_outputs: bool = False
     drift_rate: float = 0.0  # share of videos that show the drift face
     drift_face: str = ""  # image path; default: the bundled stranger portrait
-    video_max_side: int = 640
-    video_fps: int = 12
-    # Reuse the clip of an identical request (same length, size, face, prompt): a benchmark
     # Share of videos started from a keyframe (image-to-video) that still drift: the clip
     # animates the picture it was given, so by default its face stays the keyframe's.
     first_frame_drift_rate: float = 0.0
+    video_max_side: int = 640
+    video_fps: int = 12
+    # Reuse the clip of an identical request (same length, size, face, prompt): a benchmark
     # then measures the studio, not the simulator's own rendering on the same cores.
     cache_clips: bool = False
     faults: dict[str, RouteFaults] = field(default_factory=dict)  # route or "*" -> rates
