@@ -250,3 +250,88 @@ async def test_a_take_queued_before_its_storyboard_starts_from_the_keyframe_chos
     await sync_to_async(build_prompt)(take_id=take.id, max_refs=1, provider="local", model="x")
 
     assert (await Take.objects.aget(id=take.id)).keyframe_id == chosen.id
+
+
+def remote_images(settings, url: str) -> None:
+    """Keyframes from the simulator's OpenAI images route, billed per image."""
+    settings.PROVIDER_IMAGE = {
+        **settings.PROVIDER_IMAGE,
+        "api": "openai",
+        "base_url": f"{url}/v1",
+        "provider": "openai",
+        "model": "gpt-image-1",
+        "api_key": "",
+        "timeout_s": 3.0,
+        "rate_per_s": 100.0,
+        "burst": 100,
+    }
+    registry.forget()
+
+
+def remote_prices() -> None:
+    Price.objects.update_or_create(
+        provider="openai",
+        model="gpt-image-1",
+        kind="image",
+        defaults={"per_request": Decimal("0.04"), "effective_date": "2000-01-01"},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_remote_keyframes_are_billed_per_image_and_the_render_starts_from_one(settings):
+    from tests.providers_support import running_sim
+    from tests.render_support import remote_video, wait_for
+
+    async with running_sim() as sim:
+        remote_images(settings, sim.url)
+        remote_video(settings, sim.url)
+        await sync_to_async(seed_prices)()
+        await sync_to_async(remote_prices)()
+        drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
+
+        [round_] = await storyboard(drama, [cast["first"]])
+
+        assert round_.status == KeyframeStatus.DONE and round_.consistent is True
+        assert (round_.provider, round_.model) == ("openai", "gpt-image-1")
+        assert len(sim.images) == 3 and {i["references"] for i in sim.images.values()} == {1}
+        usage = [u async for u in UsageRecord.objects.filter(operation="image.generate")]
+        assert len(usage) == 3 and sum(u.cost_usd for u in usage) == Decimal("0.12")
+        [take] = await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+
+        async def finished():
+            current = await Take.objects.aget(id=take.id)
+            return None if current.active else current
+
+        async with running():
+            done = await wait_for(finished, timeout=60)
+        assert done.status == "done" and done.verdict == Verdict.ACCEPT
+        [job] = [j for j in sim.jobs.values() if j.get("kind") == "video"]
+        assert job["first_frame"] is True  # the vendor got the chosen keyframe as its start
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_drifted_remote_keyframes_are_held_by_the_gate_and_the_render_it_saved_is_counted(
+    settings,
+):
+    from tests.providers_support import running_sim
+    from tests.render_support import remote_video
+
+    async with running_sim(drift_rate=1.0) as sim:
+        remote_images(settings, sim.url)
+        remote_video(settings, sim.url)
+        await sync_to_async(seed_prices)()
+        await sync_to_async(remote_prices)()
+        drama, _, cast = await sync_to_async(two_person_drama)(seconds=2)
+
+        [round_] = await storyboard(drama, [cast["first"]])
+
+    assert round_.consistent is False
+    assert round_.render_avoided_usd == Decimal("0.20")  # sora-2's 2 s clip at $0.10/s
+    candidates = await sync_to_async(keyframes_of)(round_)
+    assert {k.verdict for k in candidates} == {Verdict.REJECT}  # another person's face
+    with pytest.raises(ValidationError) as refused:
+        await sync_to_async(take_enqueue)(drama=drama, scenes=[cast["first"]])
+    assert refused.value.code == "gated"
+    savings = await sync_to_async(kf.gate_savings)(drama=drama)
+    assert (savings.renders_avoided, savings.saved_usd) == (1, Decimal("0.20"))
+    assert savings.keyframes_usd == Decimal("0.12")
