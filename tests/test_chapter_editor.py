@@ -281,6 +281,6 @@ def test_it_renders_the_editor_without_query_explosion(
     services.chapter_version_save(chapter=chapter)
     # 15 for the editor, plus the writer's panel: its latest job, the brief's chapters and
     # characters, the prices of the two estimates and the approved takes a new script would
-    # archive (constant, whatever the chapter's size).
-    with django_assert_max_num_queries(21):
+    # archive, and the storyboard's chosen keyframes (constant, whatever the chapter's size).
+    with django_assert_max_num_queries(22):
         producer_client.get(reverse("chapter_editor", args=[drama.id, chapter.id]))

@@ -203,3 +203,16 @@ def test_the_costs_page_shows_keyframes_apart_and_what_the_gate_saved(storyboard
     assert "video renders <strong>$1.60</strong>" in section
     assert "held back <strong>1</strong> video render " in section
     assert "<strong>$0.80</strong> not spent" in section
+
+
+def test_the_chapter_editor_shows_the_storyboard_over_the_script(storyboarded):
+    drama, chapter = storyboarded["drama"], storyboarded["chapter"]
+    client = login(drama.created_by)
+
+    html = client.get(reverse("chapter_editor", args=[drama.id, chapter.id])).content.decode()
+
+    strip = html.split('id="storyboard-strip"')[1].split("</section>")[0]
+    assert strip.count("<figure") == 3
+    assert "Keyframe of scene 1" in strip and "Consistent · 88" in strip
+    assert "Inconsistent · 52" in strip and "held by the gate" in strip
+    assert "No keyframe yet" in strip and "Mei: You came back." in strip

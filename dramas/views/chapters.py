@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dramas import services, speech_jobs
 from dramas.delivery.export import with_export_stage
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
-from dramas.live import dialog_context, editor_scenes
+from dramas.live import attach_storyboard, dialog_context, editor_scenes
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
 from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.generation import editor_context as generation_editor_context
@@ -68,6 +68,8 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
         "version_count": counted.version_total,
         "archived_count": counted.archived_total,
         "stage": with_export_stage(chapter=counted, stage=chapter_stage(counted)),
+        # The storyboard's chosen keyframes over the script (one query; dramas/keyframes.py).
+        "storyboard_strip": attach_storyboard(drama=drama, scenes=list(scenes)),
     }
     # The header links the latest package (found on the counted copy of the chapter).
     chapter.latest_export, chapter.export_current = counted.latest_export, counted.export_current
