@@ -11,6 +11,12 @@ order, `job_s` per prompt; `GET /queue`, `GET /history[/{id}]`, `POST /queue {"d
 picture itself when the prompt is marked as starting from the scene's keyframe) follow it. Faults
 "fail" and "reject" on the prompt make its execution fail (out of memory; an invalid input).
 
+A graph saved by SaveImage (a keyframe workflow) makes a still instead, as the image routes
+do (sim/images.py, kept in `sim.images`): a real PNG of the EmptyLatentImage's width and height,
+the uploaded reference face-centred, or with identity drift (`drift_rate`, drawn per
+idempotency key, seed and prompt) the stranger's face; /history lists it under `images` and
+/view serves it, or with the fault "not_image" on /view an HTML page instead.
+
 `GET /ws?clientId=` is ComfyUI's websocket: `status` on connect, then for each prompt queued
 with that client_id, as it runs, `execution_start`, `execution_cached`, `progress_state` and
 `executing` per node, `progress` per sampler step, and `executed` + `execution_success` (or
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 
 from studio.providers.sim import websocket
 from studio.providers.sim.http import Request, Response
+from studio.providers.sim.images import NOT_AN_IMAGE, _new_image, _picture
 from studio.providers.sim.jobs import _content, _new_job, first_frame_values
 from studio.providers.sim.state import SimState
 
@@ -41,9 +48,15 @@ KNOWN_NODES = frozenset(
         "CLIPTextEncode",
         "CLIPVisionEncode",
         "CLIPVisionLoader",
+        "ConditioningZeroOut",
         "CreateVideo",
+        "DualCLIPLoader",
         "EmptyHunyuanLatentVideo",
+        "EmptyLatentImage",
         "EmptyLTXVLatentVideo",
+        "EmptySD3LatentImage",
+        "FluxGuidance",
+        "FluxKontextImageScale",
         "ImageScale",
         "KSampler",
         "KSamplerAdvanced",
@@ -51,17 +64,21 @@ KNOWN_NODES = frozenset(
         "LTXVConditioning",
         "LTXVImgToVideo",
         "ModelSamplingSD3",
+        "ReferenceLatent",
+        "SaveImage",
         "SaveVideo",
         "SaveWEBM",
         "UNETLoader",
         "VAEDecode",
+        "VAEEncode",
         "VAELoader",
         "VHS_VideoCombine",
         "Wan22ImageToVideoLatent",
         "WanImageToVideo",
     }
 )
-OUTPUT_NODES = frozenset({"SaveVideo", "SaveWEBM", "VHS_VideoCombine"})
+IMAGE_OUTPUT_NODES = frozenset({"SaveImage"})
+OUTPUT_NODES = frozenset({"SaveVideo", "SaveWEBM", "VHS_VideoCombine"}) | IMAGE_OUTPUT_NODES
 SAMPLERS = frozenset({"KSampler", "KSamplerAdvanced"})
 NUMBER_INPUTS = frozenset(
     {"seed", "noise_seed", "width", "height", "length", "fps", "frame_rate", "steps", "batch_size"}
@@ -189,7 +206,7 @@ def _text(graph: dict, link, depth: int = 0) -> str:
     inputs = node.get("inputs") or {}
     if isinstance(inputs.get("text"), str):
         return inputs["text"]
-    return _text(graph, inputs.get("positive"), depth + 1)
+    return _text(graph, inputs.get("positive") or inputs.get("conditioning"), depth + 1)
 
 
 def _scene(graph: dict) -> dict:
@@ -210,6 +227,21 @@ def _scene(graph: dict) -> dict:
     return values
 
 
+def _still_size(graph: dict) -> tuple[int, int]:
+    """The size of an image graph's empty latent (a latent without a frame count)."""
+    for node in graph.values():
+        inputs = node["inputs"]
+        if not _is_number(inputs.get("length")) and all(
+            _is_number(inputs.get(side)) for side in ("width", "height")
+        ):
+            return int(inputs["width"]), int(inputs["height"])
+    return 1024, 1024
+
+
+def _saves_image(job: dict) -> bool:
+    return job["graph"][job["outputs"][0]]["class_type"] in IMAGE_OUTPUT_NODES
+
+
 def _reference(server: Comfy, graph: dict) -> bytes | None:
     for node in graph.values():
         if node["class_type"] == "LoadImage":
@@ -224,12 +256,15 @@ def _saved(job: dict) -> dict:
         node = job["graph"][node_id]
         prefix = str(node["inputs"].get("filename_prefix") or "ComfyUI")
         subfolder, _, base = prefix.rpartition("/")
+        suffix = "png" if node["class_type"] in IMAGE_OUTPUT_NODES else "mp4"
         item = {
-            "filename": f"{base}_{job['number']:05d}_.mp4",
+            "filename": f"{base}_{job['number']:05d}_.{suffix}",
             "subfolder": subfolder,
             "type": "output",
         }
-        if node["class_type"] == "VHS_VideoCombine":
+        if node["class_type"] in IMAGE_OUTPUT_NODES:
+            outputs[node_id] = {"images": [item]}
+        elif node["class_type"] == "VHS_VideoCombine":
             outputs[node_id] = {"gifs": [item]}
         else:
             outputs[node_id] = {"images": [item], "animated": [True]}
@@ -448,16 +483,10 @@ async def prompt(sim: SimState, request: Request, fault: str) -> Response:
     scene = _scene(graph)
     server.number += 1
     sampler = next((i for i, n in graph.items() if n["class_type"] in SAMPLERS), outputs[0])
-    job = _new_job(
-        sim,
-        "video",
-        str(extra_data.get("studio_idempotency_key") or ""),
+    key = str(extra_data.get("studio_idempotency_key") or "")
+    prompt_values = dict(
         model="comfyui",
         prompt=scene["prompt"],
-        seconds=scene["frames"] / scene["fps"],
-        size=scene["size"],
-        reference=_reference(server, graph),
-        **first_frame_values(request, _reference(server, graph)),
         outcome=fault if fault in ("fail", "reject") else "ok",
         prompt_id=prompt_id,
         number=server.number,
@@ -470,6 +499,29 @@ async def prompt(sim: SimState, request: Request, fault: str) -> Response:
         finished=None,
         result=None,
     )
+    reference = _reference(server, graph)
+    if graph[outputs[0]]["class_type"] in IMAGE_OUTPUT_NODES:
+        job = _new_image(
+            sim,
+            key,
+            references=[reference] if reference is not None else [],
+            seed=scene["seed"],
+            size=_still_size(graph),
+            format="PNG",
+            deleted=False,
+            **prompt_values,
+        )
+    else:
+        job = _new_job(
+            sim,
+            "video",
+            key,
+            seconds=scene["frames"] / scene["fps"],
+            size=scene["size"],
+            reference=reference,
+            **first_frame_values(request, reference),
+            **prompt_values,
+        )
     _advance(sim, server)
     server.prompts[prompt_id] = job  # like ComfyUI, a prompt_id sent twice is queued twice
     server.by_client.setdefault(job["client_id"], []).append(job)
@@ -555,9 +607,14 @@ async def view(sim: SimState, request: Request, fault: str) -> Response:
             continue
         for output in _saved(job).values():
             for item in output.get("images", []) + output.get("gifs", []):
-                if (item["filename"], item["subfolder"]) == (filename, subfolder):
-                    body = await _content(sim, job, face=job["reference"])
-                    return Response(200, body, {"content-type": "video/mp4"})
+                if (item["filename"], item["subfolder"]) != (filename, subfolder):
+                    continue
+                if _saves_image(job) and fault == "not_image":
+                    return Response(200, NOT_AN_IMAGE, {"content-type": "text/html"})
+                if _saves_image(job):
+                    return Response(200, await _picture(sim, job), {"content-type": "image/png"})
+                body = await _content(sim, job, face=job["reference"])
+                return Response(200, body, {"content-type": "video/mp4"})
     return Response(404, b"", {"content-type": "text/plain"})
 
 
