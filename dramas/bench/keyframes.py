@@ -29,14 +29,12 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.files import File
 from django.db.models import Sum
 
-from characters.services import character_create, reference_images_add
 from dramas import keyframes as keyframe_services
+from dramas.bench.render import one_actor_drama
 from dramas.keyframe_gate import chosen_keyframes
 from dramas.models import TAKE_ACTIVE, Drama, KeyframeRound, Scene, Take, Verdict
-from dramas.services import chapter_create, drama_create, scene_create
 from dramas.takes import take_enqueue
 from studio.bench.harness import scratch_database
 from studio.jobs.worker import Worker, WorkerConfig
@@ -185,30 +183,7 @@ def _prices() -> None:
 
 
 def _season(name: str, count: int, *, gate: bool) -> tuple[int, list[int]]:
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.create_user(username=f"bench-{name}")
-    drama = drama_create(
-        creator=user, title=f"Keyframe bench ({name})", budget_usd=100_000, keyframe_gate=gate
-    )
-    marcus = character_create(drama=drama, name="Marcus")
-    with (FACES / "obama.jpg").open("rb") as handle:
-        [added] = reference_images_add(character=marcus, files=[File(handle, name="obama.jpg")])
-    if not added.ok:
-        raise RuntimeError(f"The bench's portrait was refused: {added.error}")
-    chapter = chapter_create(drama=drama, title="Bench")
-    scenes = [
-        scene_create(
-            chapter=chapter,
-            location=f"Set {n}",
-            action="He waits by the window.",
-            camera="static",
-            duration_s=SCENE_S,
-            characters=[marcus],
-        ).id
-        for n in range(count)
-    ]
-    return drama.id, scenes
+    return one_actor_drama(name=name, scenes=count, seconds=SCENE_S, keyframe_gate=gate)
 
 
 async def _gated(drama_id: int, scene_ids: list[int]) -> tuple[int, int, int]:

@@ -123,28 +123,37 @@ async def _measure(count: int) -> dict:
 
 
 def _drama(count: int) -> tuple[int, list[int], bytes]:
+    drama_id, scenes = one_actor_drama(name="render", scenes=count, seconds=SCENE_S)
+    return drama_id, scenes, (FACES / "obama.jpg").read_bytes()
+
+
+def one_actor_drama(*, name: str, scenes: int, seconds: float, **fields) -> tuple[int, list[int]]:
+    """A bench's drama: Marcus (one portrait) alone in `scenes` static scenes of `seconds`,
+    with a budget no bench reaches; (drama id, scene ids)."""
     from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.create_user(username="bench-render")
-    drama = drama_create(creator=user, title="Render bench", budget_usd=100_000)
+    user = get_user_model().objects.create_user(username=f"bench-{name}")
+    drama = drama_create(
+        creator=user, title=f"{name.capitalize()} bench", budget_usd=100_000, **fields
+    )
     marcus = character_create(drama=drama, name="Marcus")
     with (FACES / "obama.jpg").open("rb") as handle:
         [added] = reference_images_add(character=marcus, files=[File(handle, name="obama.jpg")])
     if not added.ok:
         raise RuntimeError(f"The bench's portrait was refused: {added.error}")
     chapter = chapter_create(drama=drama, title="Bench")
-    scenes = [
+    ids = [
         scene_create(
             chapter=chapter,
             location=f"Set {n}",
             action="He waits by the window.",
             camera="static",
-            duration_s=SCENE_S,
+            duration_s=seconds,
             characters=[marcus],
         ).id
-        for n in range(count)
+        for n in range(scenes)
     ]
-    return drama.id, scenes, (FACES / "obama.jpg").read_bytes()
+    return drama.id, ids
 
 
 async def _scoring_capacity(sim: Simulator, portrait: bytes) -> tuple[float, int]:
