@@ -3,8 +3,9 @@
 A title card, then one shot per dialog line (the speaker's face-centred crop, or everyone when
 the narrator speaks), each with the scene's camera move and a subtitle; with no dialog, one shot
 of the cast with the action as a caption. A request with a first frame (the scene's chosen
-keyframe) opens on it: the first shot after the title card shows that still, fit to the plate
-and tinted like the others, so the animatic starts where the storyboard does. Everything
+keyframe) opens on it: the first shot after the title card shows that still as it is, fit to
+the plate (a keyframe is a finished picture: tinted once already when the studio composed
+it), so the animatic starts where the storyboard does. Everything
 costly happens once per shot: plates are built with Pillow and converted to YUV once, text
 layers are pre-rendered and pre-multiplied.
 Per frame the renderer only copies a window of the plate (pan), or scales one with libswscale
@@ -201,7 +202,7 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
         speaker = by_name.get(_key(item.speaker))
         key = speaker[0].name if speaker is not None else ""
         if keyframe is not None:  # the first shot: the storyboard's still
-            plate = Yuv(_keyframe_plate(keyframe, _plate_size(move, size), request.time_of_day))
+            plate = Yuv(_keyframe_plate(keyframe, _plate_size(move, size)))
             keyframe = None
         else:
             if key not in plates:  # a speaker's (or the group's) plate serves all their shots
@@ -228,9 +229,9 @@ def iter_shots(request: VideoRequest, *, size: tuple[int, int], options: RenderO
         yield Shot(item.frames, move, plate, overlays)
 
 
-def _keyframe_plate(image: Image.Image, plate_size: tuple[int, int], time_of_day: str):
-    """The keyframe filling the plate (cover-cropped about its centre), tinted like the rest."""
-    return stills.tint(ImageOps.fit(image, plate_size, Image.Resampling.BICUBIC), time_of_day)
+def _keyframe_plate(image: Image.Image, plate_size: tuple[int, int]) -> Image.Image:
+    """The keyframe filling the plate (cover-cropped about its centre), its colours as made."""
+    return ImageOps.fit(image, plate_size, Image.Resampling.BICUBIC)
 
 
 def _plate(request: VideoRequest, speaker, cast, plate_size, framing, *, labels: bool):
