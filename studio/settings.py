@@ -366,6 +366,16 @@ PROVIDER_RETRY = {
 # The offline animatic: where renders go, and the x264 preset (speed against file size).
 ANIMATIC_DIR = Path(os.environ.get("ANIMATIC_DIR", VAR_DIR / "animatics"))
 ANIMATIC_PRESET = os.environ.get("ANIMATIC_PRESET", "veryfast")
+# The episode masters' x264 preset (CRF 18 either way): slower presets make smaller files of the
+# same quality, "superfast" exports quicker in larger ones. Not "ultrafast": it leaves out what
+# makes the stream H.264 High, which the masters promise.
+EXPORT_X264_PRESETS = ("superfast", "veryfast", "faster", "fast", "medium")
+EXPORT_X264_PRESET = os.environ.get("EXPORT_X264_PRESET", "veryfast").strip().lower()
+if EXPORT_X264_PRESET not in EXPORT_X264_PRESETS:
+    raise ImproperlyConfigured(
+        f"EXPORT_X264_PRESET must be one of {', '.join(EXPORT_X264_PRESETS)}, "
+        f"not {EXPORT_X264_PRESET!r}."
+    )
 # httpx logs every request at INFO; the usage ledger already records each call.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 

@@ -54,6 +54,13 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def quick_export_preset(settings):
+    """Episode masters with x264's quickest preset that is still H.264 High (the tests assert
+    the masters' properties, not veryfast's file sizes)."""
+    settings.EXPORT_X264_PRESET = "superfast"
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Uploads of each test land in its own folder, never in var/media."""
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -36,8 +36,9 @@ def studio_env(tmp_path: Path) -> dict[str, str]:
 # Every service offline whatever the caller's environment says, and the fastest x264 preset,
 # which keeps a short chapter's animatics to a few seconds each.
 OFFLINE = dict.fromkeys(
-    ("WRITER_BASE_URL", "VIDEO_BASE_URL", "SPEECH_BASE_URL", "LIPSYNC_BASE_URL"), ""
-) | {"ANIMATIC_PRESET": "ultrafast"}
+    ("WRITER_BASE_URL", "VIDEO_BASE_URL", "SPEECH_BASE_URL", "LIPSYNC_BASE_URL", "IMAGE_BASE_URL"),
+    "",
+) | {"ANIMATIC_PRESET": "ultrafast", "EXPORT_X264_PRESET": "superfast"}
 
 
 def offline_studio_env(tmp_path: Path) -> dict[str, str]:

@@ -149,6 +149,7 @@ async def test_an_export_writes_the_whole_package_and_is_reused_for_an_unchanged
     with av.open(io.BytesIO(stored(export, "episode.mp4"))) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.width, video.height, video.codec_context.name) == (1080, 1920, "h264")
+        assert video.codec_context.profile == "High"  # at the tests' superfast preset too
         assert (audio.codec_context.name, audio.rate, audio.channels) == ("aac", 48000, 2)
         duration = float(container.duration) / 1_000_000
     assert duration == pytest.approx(2.5 + 3.0, abs=0.1)  # the trimmed first take + the second

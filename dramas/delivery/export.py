@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -54,6 +55,8 @@ def export_spec(*, chapter: Chapter, loudness_lufs: float, allow_gaps: bool) -> 
         "loudness_lufs": float(loudness_lufs),
         "true_peak_dbtp": -1.0,
         "allow_gaps": bool(allow_gaps),
+        # Part of the input hash: another preset makes other files.
+        "x264_preset": settings.EXPORT_X264_PRESET,
     }
 
 

@@ -58,6 +58,7 @@ def package_in_pool(plan: dict, work_dir: str) -> dict:
         fps=fps,
         loudness_lufs=spec["loudness_lufs"],
         true_peak_dbtp=spec["true_peak_dbtp"],
+        x264_preset=spec.get("x264_preset", "veryfast"),  # exports made before the setting
     )
     clips = [
         master.Clip(
