@@ -298,7 +298,9 @@ def storyboard_context(*, chapter: Chapter, can_edit: bool) -> dict:
     """The chapter's storyboard: every scene with its keyframe round, candidates and job, and
     what "Make the storyboard" would cost."""
     drama = chapter.drama
-    scenes = list(chapter.scenes.select_related("chapter").prefetch_related("characters"))
+    scenes = list(
+        chapter.scenes.select_related("chapter").prefetch_related("characters", "lines__speaker")
+    )
     attach_storyboard(
         drama=drama, scenes=attach_scene_jobs(drama=drama, scenes=scenes), rounds=True
     )

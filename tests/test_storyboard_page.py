@@ -52,6 +52,7 @@ def test_it_shows_each_scenes_candidates_scores_pick_and_the_gate(storyboarded):
     assert f'id="storyboard-scene-{first.id}"' in html
     assert "Consistent · 88" in html and "Consistent · 72" in html and "Inconsistent · 40" in html
     assert "Chosen by the studio (best score)" in html
+    assert "Mei: “You came back.”" in html  # the scene's dialog, excerpted
     assert "Scene 2: its keyframe is not consistent (score 52)" in html
     assert "Render anyway" in html and 'name="override_gate" value="1"' in html
     assert "Render from this keyframe" in html
