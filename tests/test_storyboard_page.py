@@ -217,3 +217,24 @@ def test_the_chapter_editor_shows_the_storyboard_over_the_script(storyboarded):
     assert "Keyframe of scene 1" in strip and "Consistent · 88" in strip
     assert "Inconsistent · 52" in strip and "held by the gate" in strip
     assert "No keyframe yet" in strip and "Mei: You came back." in strip
+
+
+def test_the_storyboard_follows_the_drama_live(storyboarded):
+    from dramas import live
+    from dramas.keyframes import keyframes_enqueue
+
+    drama, chapter, third = (
+        storyboarded["drama"],
+        storyboarded["chapter"],
+        storyboarded["scenes"][2],
+    )
+    args = dict(drama_id=drama.id, view="storyboard", chapter_id=chapter.id, can_edit=True)
+
+    snapshot = live.snapshot(**args)
+    assert snapshot.count('hx-swap-oob="true"') == 4  # the action bar and the three scenes
+    assert 'id="storyboard-actions"' in snapshot
+    [round_] = keyframes_enqueue(drama=drama, scenes=[third])
+    moved = live.progress(**args, ids=[round_.job_id])
+    assert f'id="storyboard-scene-{third.id}"' in moved
+    assert f'id="storyboard-scene-{storyboarded["scenes"][0].id}"' not in moved
+    assert "Queued" in moved
