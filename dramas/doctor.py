@@ -7,8 +7,9 @@ Invariants (each a count; `problems` is their sum):
   did (failed or cancelled, saying why).
 - `expired_leases`: a running job whose worker stopped renewing its lease (measured on the
   database's clock). Fix: the reaper's rule (requeued, or failed when out of attempts).
-- `orphan_files`: a stored file under takes/ or references/ that no row names, older than
-  ORPHAN_GRACE_S (a render writes its file just before the row names it). Fix: deleted.
+- `orphan_files`: a stored file under takes/, references/ or keyframes/ that no row names,
+  older than ORPHAN_GRACE_S (a render writes its file just before the row names it). Fix:
+  deleted.
 - `missing_files`: a row naming a file the storage does not have. Not repairable here: the
   rows are listed so a producer can re-render or re-upload.
 - `archived_rendering`: an archived scene with a render still going and no cancel asked.
@@ -26,7 +27,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from characters.models import ReferenceImage
-from dramas.models import TAKE_ACTIVE, Frame, Take, TakeStatus
+from dramas.models import TAKE_ACTIVE, Frame, Keyframe, Take, TakeStatus
 from dramas.takes import take_cancel, take_set
 from studio.files import delete_after_commit, stored_file_names
 from studio.jobs import store
@@ -39,7 +40,7 @@ INVARIANTS = (
     "missing_files",
     "archived_rendering",
 )
-MEDIA_FOLDERS = ("takes", "references")
+MEDIA_FOLDERS = ("takes", "references", "keyframes")
 ORPHAN_GRACE_S = 15 * 60
 EXAMPLES = 20  # listed per invariant; the counts are complete
 
@@ -165,6 +166,7 @@ def _named_files() -> set[str]:
         names.update(files)
     names.update(Frame.objects.values_list("image", flat=True))
     names.update(ReferenceImage.objects.values_list("image", flat=True))
+    names.update(Keyframe.objects.values_list("image", flat=True))
     names.discard("")
     return names
 

@@ -5,7 +5,7 @@ them connected, Django collects such rows one by one instead of deleting them in
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from dramas.models import Frame, LineAudio, Take
+from dramas.models import Frame, Keyframe, LineAudio, Take
 from studio.files import delete_after_commit
 
 # Takes store under takes/<drama_id>/<take_id>/: a take's emptied folder goes too, its drama's
@@ -30,3 +30,9 @@ def frame_files(sender, instance: Frame, using: str, **kwargs) -> None:
 @receiver(post_delete, sender=LineAudio, dispatch_uid="dramas.line_audio_files")
 def line_audio_files(sender, instance: LineAudio, using: str, **kwargs) -> None:
     delete_after_commit([instance.audio], using=using)
+
+
+@receiver(post_delete, sender=Keyframe, dispatch_uid="dramas.keyframe_files")
+def keyframe_files(sender, instance: Keyframe, using: str, **kwargs) -> None:
+    # Stored under keyframes/<drama_id>/<scene_id>/: the scene's emptied folder goes too.
+    delete_after_commit([instance.image], using=using, prune_depth=TAKE_FOLDER_DEPTH)

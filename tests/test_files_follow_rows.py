@@ -358,3 +358,25 @@ def test_it_lists_the_stored_file_names_under_prefixes_on_disk():
 
 def test_it_lists_the_stored_file_names_under_prefixes_on_s3(bucket):
     listing_checks()
+
+
+def test_deleting_a_drama_deletes_its_keyframes_images(django_capture_on_commit_callbacks):
+    from dramas.models import Keyframe
+    from tests.factories import create_keyframes
+
+    doomed, other = drama_with_media(), drama_with_media()
+    for world in (doomed, other):
+        create_keyframes(scene=Scene.objects.filter(chapter__drama=world["drama"]).first())
+    mine = sorted(
+        k.image.name for k in Keyframe.objects.filter(scene__chapter__drama=doomed["drama"])
+    )
+    theirs = sorted(
+        k.image.name for k in Keyframe.objects.filter(scene__chapter__drama=other["drama"])
+    )
+    assert len(mine) == 3 and stored(mine) == mine
+
+    with django_capture_on_commit_callbacks(execute=True):
+        drama_services.drama_delete(drama=doomed["drama"])
+
+    assert stored(mine) == []
+    assert stored_file_names(["keyframes"]) == theirs
