@@ -174,6 +174,11 @@ def keyframes_enqueue(
     scenes = [scene for scene in scenes if scene.chapter.drama_id == drama.id]
     if not scenes:
         raise ValidationError("No scene to make keyframes for.")
+    limit = KeyframeRound._meta.get_field("prompt").max_length
+    if len(prompt) > limit:  # a TextField's max_length is the form's to check, not the model's
+        raise ValidationError(
+            f"The prompt is {len(prompt)} characters long; keep it under {limit}.", code="prompt"
+        )
     if any(scene.archived for scene in scenes):
         raise ValidationError(
             "This scene is archived (the chapter's script no longer has it).", code="archived"

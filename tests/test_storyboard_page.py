@@ -238,3 +238,16 @@ def test_the_storyboard_follows_the_drama_live(storyboarded):
     assert f'id="storyboard-scene-{third.id}"' in moved
     assert f'id="storyboard-scene-{storyboarded["scenes"][0].id}"' not in moved
     assert "Queued" in moved
+
+
+def test_an_overlong_prompt_is_refused_and_nothing_is_queued(storyboarded):
+    drama, first = storyboarded["drama"], storyboarded["scenes"][0]
+    client = login(drama.created_by)
+
+    response = client.post(
+        reverse("scene_keyframes", args=[drama.id, first.id]), {"prompt": "x" * 9000}, follow=True
+    )
+
+    assert "The prompt is 9000 characters long; keep it under 8000." in response.content.decode()
+    assert KeyframeRound.objects.filter(scene=first).count() == 1  # the fixture's round only
+    assert not Job.objects.filter(kind=GENERATE).exists()
