@@ -12,7 +12,7 @@ from dramas.models import Take, TakeStatus
 from dramas.takes import take_enqueue
 from studio.jobs.models import Job
 from tests.render_batch_support import Studio, kill_hard, stop_gently, wait_until
-from tests.render_support import offline_video, running, two_person_drama
+from tests.render_support import jobs_settled, offline_video, running, two_person_drama
 from tests.render_support import wait_for as wait_for_async
 
 
@@ -73,6 +73,8 @@ async def test_it_finishes_a_take_whose_worker_died_after_the_last_checkpoint(se
         take = await wait_for_async(
             lambda: Take.objects.filter(id=take.id, status=TakeStatus.DONE).afirst(), timeout=30
         )
+        # The take is done just before its job settles: a worker stopped in between would hand
+        # the job back to the queue (seen on a loaded machine).
+        [job] = await jobs_settled([take.job_id], timeout=30)
 
-    job = await Job.objects.aget(id=take.job_id)
     assert (job.status, job.attempts) == ("succeeded", 1), job.last_error
