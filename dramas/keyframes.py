@@ -31,7 +31,6 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from characters.consistency import frame_judgement, score_frame
-from characters.models import ReferenceImage
 from characters.services import character_profile
 from dramas.keyframe_gate import chosen_keyframes
 from dramas.models import (
@@ -43,6 +42,7 @@ from dramas.models import (
     Scene,
     Verdict,
 )
+from dramas.pipeline_db import cast_members
 from dramas.prompts import scene_prompt
 from dramas.takes import drama_reserved_usd, drama_spent_usd, render_estimate_usd
 from studio import events
@@ -356,24 +356,9 @@ def _load_round(*, round_id: int, max_refs: int) -> RoundWork | None:
         return None
     scene, drama = round_.scene, round_.scene.chapter.drama
     built = scene_prompt(scene, max_refs=max_refs)
-    references = {
-        r.id: r
-        for r in ReferenceImage.objects.filter(id__in=[p.reference_id for p in built.references])
-    }
-    cast, seen = [], set()
-    for entry in built.references:
-        reference = references.get(entry.reference_id)
-        if reference is None or entry.character_name in seen:
-            continue  # one picture per character: a second would be drawn as a twin
-        seen.add(entry.character_name)
-        face = (reference.faces or [{}])[0].get("box")
-        cast.append(
-            CastMember(
-                name=entry.character_name,
-                image_path=local_path(reference.image),
-                face_box=tuple(face) if face else None,
-            )
-        )
+    cast = cast_members(
+        references=[(entry.character_name, entry.reference_id) for entry in built.references]
+    )
     profiles = [
         profile
         for character in scene.characters.order_by("name")

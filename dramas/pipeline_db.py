@@ -92,21 +92,9 @@ def video_request(*, take_id: int) -> VideoRequest:
     """The take as a provider request: prompt, one reference per character, dialog."""
     take = _take(take_id)
     scene, drama = take.scene, take.scene.chapter.drama
-    references = {r.id: r for r in ReferenceImage.objects.filter(id__in=_ref_ids(take))}
-    cast, seen = [], set()
-    for entry in take.references:
-        reference = references.get(entry["reference_id"])
-        if reference is None or entry["character"] in seen:
-            continue  # one image per character: a second one would be drawn as a twin
-        seen.add(entry["character"])
-        face = (reference.faces or [{}])[0].get("box")
-        cast.append(
-            CastMember(
-                name=entry["character"],
-                image_path=local_path(reference.image),
-                face_box=tuple(face) if face else None,
-            )
-        )
+    cast = cast_members(
+        references=[(entry["character"], entry["reference_id"]) for entry in take.references]
+    )
     # Where each line is heard, when the studio's dialog track placed it (the "speech" step).
     placed = {entry["line_id"]: entry for entry in take.dialog_track or []}
     dialog = [
@@ -144,8 +132,25 @@ def _first_frame(take: Take) -> bytes | None:
         return handle.read()
 
 
-def _ref_ids(take: Take) -> list[int]:
-    return [entry["reference_id"] for entry in take.references]
+def cast_members(*, references: list[tuple[str, int]]) -> list[CastMember]:
+    """The cast a provider is sent, from (character name, reference image id) pairs: one image
+    per character (a second one would be drawn as a twin), with its detected face box."""
+    found = {r.id: r for r in ReferenceImage.objects.filter(id__in=[i for _, i in references])}
+    cast, seen = [], set()
+    for name, reference_id in references:
+        reference = found.get(reference_id)
+        if reference is None or name in seen:
+            continue
+        seen.add(name)
+        face = (reference.faces or [{}])[0].get("box")
+        cast.append(
+            CastMember(
+                name=name,
+                image_path=local_path(reference.image),
+                face_box=tuple(face) if face else None,
+            )
+        )
+    return cast
 
 
 def preflight(*, take_id: int) -> None:
