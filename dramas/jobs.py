@@ -91,8 +91,8 @@ async def chapter_check(ctx) -> dict:
 # (`chapter.generate`, `scene.rewrite`) and the render pipeline.
 from dramas import generation_jobs as _generation_jobs  # noqa: E402,F401
 
-# Storyboard keyframes register `keyframes.generate` (dramas/keyframes.py).
-from dramas import keyframes as _keyframes  # noqa: E402,F401
+# Storyboard keyframes register `keyframes.generate` (dramas/keyframe_jobs.py).
+from dramas import keyframe_jobs as _keyframe_jobs  # noqa: E402,F401
 
 # The render pipeline registers `take.render` when imported (its own module: it is long).
 from dramas import pipeline as _pipeline  # noqa: E402,F401
