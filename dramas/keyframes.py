@@ -1,12 +1,12 @@
 """Storyboard keyframes: a few stills per scene, scored before any video is paid for.
 
-A round asks the image service (IMAGE_API, or the offline composed still) for the drama's
-number of candidates from the scene's prompt and its cast's references, in one job
+A round asks the image service (IMAGE_API, or the offline composed still) for the drama's number
+of candidates from the scene's prompt and its cast's references, in one job
 (`keyframes.generate`, dramas/keyframe_jobs.py). Each candidate is scored by the face engine
 exactly as a frame is (per character, verdict, boxes) and billed as an image. When the round
-ends the studio picks the best consistent candidate, unless a producer picked one already; a producer may pick
-another, or ask for a new round with an edited prompt. The chosen keyframe is the scene's
-renders' first frame; with the drama's gate on, a scene whose chosen keyframe is not
+ends the studio picks the best consistent candidate, unless a producer picked one already; a
+producer may pick another, or ask for a new round with an edited prompt. The chosen keyframe is
+the scene's renders' first frame; with the drama's gate on, a scene whose chosen keyframe is not
 consistent is not rendered unless a producer renders it anyway.
 
 Every function is keyword-only and runs in one transaction; jobs and live events go out
