@@ -15,9 +15,22 @@ IS_NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 12))
 run: $(VENV)/.installed-run
 	$(PY) manage.py studio
 
+# The suite runs on every core (pytest-xdist, one file per worker at a time), in two passes:
+# Playwright's sync API leaves an event loop running in its worker, after which async tests
+# cannot run there, so the browser tests get workers of their own. Status 5 is "no tests
+# selected" (PYTEST_ARGS chose tests of one kind only).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST_RUN := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(VENV)/.installed-dev test-packages
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@status=0; \
+	for selection in "not browser" "browser"; do \
+	  echo "pytest -m '$$selection' $(PYTEST_ARGS)"; \
+	  $(PYTEST_RUN) -m "$$selection" $(PYTEST_ARGS); code=$$?; \
+	  if [ $$code -ne 0 ] && [ $$code -ne 5 ]; then status=$$code; fi; \
+	done; \
+	exit $$status
 
 # Debian packages the suite drives: chromium (browser tests), postgresql and redis-server (the
 # scale-out tests start their own throwaway servers on loopback; see tests/services.py).

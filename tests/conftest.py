@@ -88,6 +88,25 @@ def producer_client(producer):
     return login(producer)
 
 
+@pytest.fixture
+def published_prices(request):
+    """The prices the migrations seed (idempotent), for tests with the database: a
+    transactional test that ran earlier in this process emptied the tables the migrations
+    filled, and the suite runs in any order (in parallel, one file after another per worker)."""
+    import importlib
+
+    from django.apps import apps
+
+    uses_database = request.node.get_closest_marker("django_db") or {
+        "db",
+        "transactional_db",
+    } & set(request.fixturenames)
+    if not uses_database:
+        return
+    for name in ("0002_seed_prices", "0007_seed_speech_prices", "0008_image_prices"):
+        importlib.import_module(f"studio.migrations.{name}").seed(apps, None)
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
     """On SQLite, test against a file, as the studio runs: the job worker's database thread

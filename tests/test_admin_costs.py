@@ -17,7 +17,7 @@ CHANGELIST = "admin:studio_usagerecord_changelist"
 
 
 @pytest.fixture
-def ledger(db):
+def ledger(db, published_prices):
     drama = create_drama(title="Neon Vows")
     create_usage(
         drama=drama,

@@ -19,7 +19,7 @@ D2 = timezone.make_aware(datetime.datetime(2026, 3, 3, 9, 0))
 
 
 @pytest.fixture
-def ledger(db):
+def ledger(db, published_prices):
     """Drama A: three DeepSeek calls (one failed), a video, an unpriced self-hosted call.
     Drama B: one GPT-4.1 call."""
     a = create_drama(title="A", budget_usd=Decimal("10"))

@@ -25,6 +25,8 @@ from studio.providers.video_http import wait_for
 from studio.providers.writer import ChapterBrief
 from tests.providers_support import brief_messages, chat_for, fast_guard, running_sim, video_for
 
+pytestmark = pytest.mark.usefixtures("published_prices")
+
 MILLION = 1_000_000
 TODAY = datetime.date.today()
 
