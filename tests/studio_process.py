@@ -3,6 +3,7 @@ tests that need the whole server: the command's own test and the browser journey
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,9 @@ def studio_env(tmp_path: Path) -> dict[str, str]:
         MEDIA_ROOT=str(tmp_path / "media"),
         DJANGO_SETTINGS_MODULE="studio.settings",
         PYTHONUNBUFFERED="1",
+        # Several web processes, a worker process and Valkey between them, whatever the
+        # machine's core count: the browser journeys run against the studio as `make run` is.
+        STUDIO_WEB_PROCESSES="2",
     )
     return env
 
@@ -79,6 +83,16 @@ def serve_studio(tmp_path: Path, env: dict[str, str] | None = None):
         wait_until_healthy(base, process, log_path)
         yield base, process, log_path
     finally:
-        if process.poll() is None:
+        stop_studio(process)
+
+
+def stop_studio(process: subprocess.Popen, *, timeout_s: float = 30) -> None:
+    """SIGTERM, as a service manager stops it (the web processes, then the worker's grace
+    period); SIGKILL if it is still running after `timeout_s`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)

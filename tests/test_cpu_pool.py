@@ -150,6 +150,9 @@ def test_pool_processes_and_the_resource_tracker_end_when_their_parent_is_killed
 # The offline animatic renders every seeded scene in the studio's pool (two processes).
 RENDER_ENV = {
     "STUDIO_CPU_WORKERS": "2",
+    # With several web processes the job worker is a process of its own: when the studio is
+    # killed it is told to stop (SIGTERM) and gives its running render this grace period.
+    "STUDIO_JOB_GRACE_S": "2",
     "VIDEO_BASE_URL": "",
     "ANIMATIC_PRESET": "ultrafast",
 }

@@ -115,6 +115,8 @@ class Worker:
         self._settled: list[tuple[Claimed, Outcome]] = []
         self._reasons: dict[int, str] = {}  # why the worker cancelled a job's task
         self._wake = asyncio.Event()
+        # Set once the first heartbeat row is written: other processes see this worker.
+        self.visible = asyncio.Event()
         self._done = asyncio.Event()
         self._claim_now = True
         self._stopping = False
@@ -264,6 +266,8 @@ class Worker:
                 )
             except Exception:
                 log.exception("Job worker %s: heartbeat failed", self.owner)
+            else:
+                self.visible.set()
             await asyncio.sleep(BEAT_S)
 
     async def _watch_loop(self) -> None:

@@ -5,8 +5,13 @@ serves from the staticfiles finders whatever DEBUG says: no collectstatic step. 
 `ready_callable` on its own event loop just before serving; the embedded job worker starts there
 (DESIGN §4), so it shares the loop and the in-memory channel layer with the consumers. On
 SIGTERM the worker gets its grace period before the reactor stops (a "before shutdown" trigger).
+
+With several web processes (`STUDIO_WEB_PROCESSES`, default the core count; studio/serve.py),
+this process binds the socket, starts the web processes (this command again, with
+`--serve-endpoint`) and one `studio_worker`, and supervises them; with one, it serves itself.
 """
 
+import argparse
 import asyncio
 import logging
 import os
@@ -16,6 +21,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from studio import serve
+from studio.disconnects import QuietDisconnects
 
 access_log = logging.getLogger("studio.access")
 
@@ -52,13 +60,35 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-seed", action="store_true", help="Do not create the demo user and drama."
         )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="Web processes (default: $STUDIO_WEB_PROCESSES, else the number of cores).",
+        )
+        # Internal, for the web processes the supervisor starts: serve on an inherited socket.
+        parser.add_argument("--serve-endpoint", default="", help=argparse.SUPPRESS)
+        parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
-    def handle(self, *args, port: int, host: str, no_seed: bool, verbosity: int, **options):
-        # Imported here: daphne.server installs Twisted's asyncio reactor on import.
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
-
-        from studio.asgi import application
+    def handle(
+        self,
+        *args,
+        port: int,
+        host: str,
+        no_seed: bool,
+        processes: int | None,
+        serve_endpoint: str,
+        ready_fd: int | None,
+        verbosity: int,
+        **options,
+    ):
+        if serve_endpoint:
+            self.serve_endpoint(serve_endpoint, ready_fd=ready_fd, verbosity=verbosity)
+            return
+        try:
+            processes = serve.web_process_count(None if processes is None else str(processes))
+        except ValueError as error:
+            raise CommandError(str(error)) from error
 
         call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
         if not no_seed:
@@ -71,30 +101,104 @@ class Command(BaseCommand):
         url = f"http://{shown_host}:{port}/"
         self.ready = False
 
-        def on_ready() -> None:
-            # Called just before Daphne serves, with its event loop current.
-            self.ready = True
-            if settings.STUDIO_EMBEDDED_WORKER:
-                self.start_worker()
+        def announce() -> None:
             self.stdout.write(self.style.SUCCESS(f"Drama Studio is serving at {url}"))
             if login:
                 self.stdout.write(login)
             self.stdout.write("Quit with CONTROL-C.")
 
-        Server(
-            application=ASGIStaticFilesHandler(application),
+        layer = serve.cross_process_layer() if processes > 1 else ""
+        if processes > 1 and not layer:
+            self.stderr.write(
+                "note: no Valkey server for this platform and no REDIS_URL, so the studio "
+                "serves from one process."
+            )
+        elif layer and ":" in host:
+            # Twisted adopts inherited sockets as IPv4 only (studio/serve.py).
+            self.stderr.write("note: on an IPv6 address the studio serves from one process.")
+            layer = ""
+        if layer:
+            self.serve_processes(
+                host=host, port=port, processes=processes, verbosity=verbosity, announce=announce
+            )
+            return
+
+        def on_ready() -> None:
+            # Called just before Daphne serves, with its event loop current.
+            self.ready = True
+            if settings.STUDIO_EMBEDDED_WORKER:
+                self.start_worker()
+            announce()
+
+        from daphne.endpoints import build_endpoint_description_strings
+
+        self.daphne(
             endpoints=build_endpoint_description_strings(host=host, port=port),
-            signal_handlers=True,
-            action_logger=log_request,
-            ready_callable=on_ready,
+            on_ready=on_ready,
             verbosity=verbosity,
-        ).run()
+        )
         if not self.ready:
             raise CommandError(
                 f"Could not listen on {host}:{port}. Is another server using the port? "
                 "Choose another with --port or PORT=..."
             )
         self.stdout.write("Drama Studio stopped.")
+
+    def serve_processes(self, *, host: str, port: int, processes: int, verbosity: int, announce):
+        """Supervise `processes` web processes and a job worker (studio/serve.py)."""
+        from studio.cpu import shutdown_cpu_pool
+
+        # Seeding may have scored the demo's photos here; the children score from now on.
+        shutdown_cpu_pool()
+        supervisor = serve.Supervisor(
+            host=host,
+            port=port,
+            web_processes=processes,
+            worker=settings.STUDIO_EMBEDDED_WORKER,
+            worker_grace_s=settings.STUDIO_WORKER["grace_s"],
+            verbosity=verbosity,
+        )
+
+        def on_ready() -> None:
+            announce()
+            what = "a job worker" if settings.STUDIO_EMBEDDED_WORKER else "no job worker"
+            self.stdout.write(f"{processes} web processes and {what} share the work.")
+
+        try:
+            status = supervisor.run(on_ready=on_ready)
+        except OSError as error:
+            raise CommandError(
+                f"Could not listen on {host}:{port} ({error.strerror}). Is another server "
+                "using the port? Choose another with --port or PORT=..."
+            ) from error
+        if status:
+            raise CommandError("A studio process kept crashing; the studio stopped.")
+        self.stdout.write("Drama Studio stopped.")
+
+    def serve_endpoint(self, endpoint: str, *, ready_fd: int | None, verbosity: int) -> None:
+        """One of the supervisor's web processes: Daphne on the inherited socket."""
+
+        def on_ready() -> None:
+            if ready_fd is not None:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
+
+        self.daphne(endpoints=[endpoint], on_ready=on_ready, verbosity=verbosity)
+
+    def daphne(self, *, endpoints: list[str], on_ready, verbosity: int) -> None:
+        # Imported here: daphne.server installs Twisted's asyncio reactor on import.
+        from daphne.server import Server
+
+        from studio.asgi import application
+
+        Server(
+            application=QuietDisconnects(ASGIStaticFilesHandler(application)),
+            endpoints=endpoints,
+            signal_handlers=True,
+            action_logger=log_request,
+            ready_callable=on_ready,
+            verbosity=verbosity,
+        ).run()
 
     def start_worker(self) -> None:
         """Run the job worker as a task on Daphne's loop; stop it before the reactor stops."""

@@ -6,7 +6,9 @@ SIGTERM or CONTROL-C stops claiming and gives running jobs the grace period to f
 checkpoint; the rest go back to the queue. A second signal ends the grace period at once.
 """
 
+import argparse
 import asyncio
+import os
 import signal
 
 from django.conf import settings
@@ -21,6 +23,14 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise ValueError(value)
     return number
+
+
+async def tell_when_visible(worker: Worker, *, ready_fd: int) -> None:
+    try:
+        await worker.visible.wait()
+        os.write(ready_fd, b"1")
+    finally:
+        os.close(ready_fd)
 
 
 class Command(BaseCommand):
@@ -38,8 +48,10 @@ class Command(BaseCommand):
             "--grace", type=float, default=None, help="Seconds running jobs get on stop (8)."
         )
         parser.add_argument("--name", default="studio_worker", help="Name shown in logs.")
+        # Internal, for `manage.py studio`'s supervisor: one byte once other processes see us.
+        parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
-    def handle(self, *args, concurrency, lease, grace, name, **options) -> None:
+    def handle(self, *args, concurrency, lease, grace, name, ready_fd, **options) -> None:
         config = config_from_settings(concurrency=concurrency, lease_s=lease, grace_s=grace)
         if config.lease_s <= 0:
             raise CommandError("--lease must be more than 0 seconds.")
@@ -54,11 +66,13 @@ class Command(BaseCommand):
             f"Job worker {worker.owner}: up to {config.concurrency} jobs at once; "
             f"kinds: {', '.join(registry.kinds()) or 'none'}. Stop with SIGTERM or CONTROL-C."
         )
-        asyncio.run(self.serve(worker))
+        asyncio.run(self.serve(worker, ready_fd=ready_fd))
         self.stdout.write("Job worker stopped.")
 
-    async def serve(self, worker: Worker) -> None:
+    async def serve(self, worker: Worker, *, ready_fd: int | None) -> None:
         loop = asyncio.get_running_loop()
+        if ready_fd is not None:
+            self.telling = loop.create_task(tell_when_visible(worker, ready_fd=ready_fd))
 
         def on_signal() -> None:
             # The first signal starts the grace period, a second one ends it.
