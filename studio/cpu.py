@@ -56,11 +56,26 @@ def cpu_workers() -> int:
 ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
+def cpu_nice() -> int:
+    """How much lower than the studio's own processes the pool's run (`STUDIO_CPU_NICE`,
+    default 10; 0 keeps the same priority)."""
+    try:
+        return max(0, min(19, int(os.environ.get("STUDIO_CPU_NICE", "10"))))
+    except ValueError:
+        return 10
+
+
 def start_worker(parent_pid: int) -> None:
     """Pool initializer. It runs before the process imports numpy (only the standard library
-    is loaded by then), so the BLAS threads setting takes effect; one set by the user stays."""
+    is loaded by then), so the BLAS threads setting takes effect; one set by the user stays.
+
+    The pool does the heavy work (encoding, scoring, mixing) and runs at a lower priority:
+    when both share the cores, pages and websockets answer first and renders take what is left,
+    which on an idle machine is everything."""
     for name, value in ONE_THREAD.items():
         os.environ.setdefault(name, value)
+    if nice := cpu_nice():
+        os.nice(nice)
     watch_parent(parent_pid)
 
 

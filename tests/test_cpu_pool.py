@@ -221,3 +221,11 @@ async def test_an_animatic_whose_pool_process_died_is_lost_not_failed_and_render
     while not (status := await animatic.poll(again)).state.finished:
         await asyncio.sleep(0.05)
     assert status.state is JobState.SUCCEEDED
+
+
+def test_the_pool_runs_below_the_studio_s_own_priority(own_pool, monkeypatch):
+    monkeypatch.setenv("STUDIO_CPU_NICE", "7")
+
+    pool_niceness = cpu.cpu_pool().submit(os.nice, 0).result(timeout=60)
+
+    assert pool_niceness == os.nice(0) + 7

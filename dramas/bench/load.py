@@ -1,7 +1,8 @@
 """`python manage.py bench load`: the hot pages under a team's load while a chapter renders.
 
-The studio is started as `make run` starts it (`manage.py studio --no-seed`, Daphne with its
-embedded job worker, every service offline) on a scratch folder of its own: an SQLite database
+The studio is started as `make run` starts it (`manage.py studio --no-seed`: one Daphne with
+its embedded job worker, or one web process per core beside a job worker process and a private
+Valkey; every service offline) on a scratch folder of its own: an SQLite database
 and media in a temporary folder, handed to the server through the environment
 (`DATABASE_URL`, `STUDIO_VAR_DIR`, `MEDIA_ROOT`); the studio's own data is never opened.
 
