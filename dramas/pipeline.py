@@ -458,8 +458,10 @@ class TakeRun:
         result = await _db(db.take_verdict)(
             take_id=self.take_id, expected=self.expected, unprofiled=self.unprofiled
         )
-        note = await _db(db.mark_done)(take_id=self.take_id)
+        # The working copies go first (the files are in storage): a take seen done has none
+        # left, and a crash in between only means they are fetched again on resume.
         await _db(db.forget_local_media)(take_id=self.take_id)
+        note = await _db(db.mark_done)(take_id=self.take_id)
         return {"take_id": self.take_id, **result, "note": note}
 
 

@@ -65,6 +65,16 @@ def wait_until_healthy(base: str, process: subprocess.Popen, log_path: Path) -> 
     )
 
 
+def wait_until_announced(base: str, process: subprocess.Popen, log_path: Path) -> None:
+    """Until the studio says it serves: with several web processes the port answers as soon as
+    one does, the line comes once every process (the job worker included) is up."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while f"Drama Studio is serving at {base}/" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"studio never said it serves:\n{log_path.read_text()}")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def serve_studio(tmp_path: Path, env: dict[str, str] | None = None):
     """Start the studio (migrated and seeded) on a free port; yields (base URL, process, log)."""
@@ -81,6 +91,7 @@ def serve_studio(tmp_path: Path, env: dict[str, str] | None = None):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(base, process, log_path)
+        wait_until_announced(base, process, log_path)
         yield base, process, log_path
     finally:
         stop_studio(process)

