@@ -156,6 +156,10 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class PortUnavailable(Exception):
+    """The port could not be bound (in use, or not ours to use)."""
+
+
 @dataclass
 class Child:
     name: str
@@ -190,7 +194,10 @@ class Supervisor:
     def run(self, *, on_ready) -> int:
         """Serve until SIGINT / SIGTERM; `on_ready()` once every web process accepts.
         Returns the exit status (0, or 1 when a child kept crashing)."""
-        listeners = listening_sockets(host=self.host, port=self.port, count=self.web_processes)
+        try:
+            listeners = listening_sockets(host=self.host, port=self.port, count=self.web_processes)
+        except OSError as error:
+            raise PortUnavailable(error.strerror or str(error)) from error
         with contextlib.ExitStack() as stack:
             for listener in listeners:
                 stack.enter_context(listener)

@@ -57,6 +57,7 @@ from django.utils import timezone
 
 from characters.services import character_create, reference_images_add
 from dramas import services
+from dramas.bench.page import book_render_usage, frame_scores
 from dramas.models import (
     Frame,
     Review,
@@ -71,7 +72,6 @@ from dramas.models import (
 from dramas.takes import RENDER
 from studio.bench.harness import percentile
 from studio.jobs.models import Job, JobStatus
-from studio.models import UsageRecord
 
 CLIENTS, QUICK_CLIENTS = 20, 4
 WINDOW_S, QUICK_WINDOW_S = 20.0, 5.0
@@ -305,19 +305,6 @@ def _scene(*, chapter, cast: list, n: int) -> Scene:
     return scene
 
 
-def _frame_scores(characters: list, score: float) -> dict:
-    return {
-        "width": 720,
-        "height": 1280,
-        "face_count": len(characters),
-        "characters": [
-            {"name": c.name, "score": score - 3 * k, "verdict": "match", "box": [80, 90, 300, 360]}
-            for k, c in enumerate(characters)
-        ],
-        "unknown_faces": [],
-    }
-
-
 def _finished_takes(*, drama, owner, scenes: list[Scene]) -> list[Take]:
     """Two finished takes per scene, as a few days of work leave them: the first rejected on
     a frame, the second approved and locked on every other scene; four scored frames each,
@@ -385,7 +372,7 @@ def _finished_takes(*, drama, owner, scenes: list[Scene]) -> list[Take]:
             image=f"takes/{drama.id}/{take.id}/frames/{k:03d}.jpg",
             width=720,
             height=1280,
-            scores=_frame_scores(cast[take.scene_id], take.score + 2 * k),
+            scores=frame_scores(cast[take.scene_id], take.score + 2 * k),
             verdict=take.verdict,
             score=take.score + 2 * k - 3,
         )
@@ -404,19 +391,7 @@ def _finished_takes(*, drama, owner, scenes: list[Scene]) -> list[Take]:
         for take in takes
         if take.review_state
     )
-    UsageRecord.objects.bulk_create(
-        UsageRecord(
-            provider="local",
-            model="animatic",
-            operation="video.render",
-            drama_id=drama.id,
-            take_id=take.id,
-            units=take.scene.duration_s,
-            cost_usd=take.cost_usd,
-            ok=True,
-        )
-        for take in takes
-    )
+    book_render_usage(drama=drama, takes=takes)
     return takes
 
 

@@ -213,7 +213,8 @@ def _cast(drama: Drama) -> list[Character]:
     return characters
 
 
-def _scores(characters: list[Character], score: float) -> dict:
+def frame_scores(characters: list[Character], score: float) -> dict:
+    """A scored frame's `scores` as the face engine stores them: every character matched."""
     return {
         "width": 720,
         "height": 1280,
@@ -326,7 +327,7 @@ def _takes(*, drama: Drama, owner, scenes: list[Scene], per_scene: int) -> int:
             image=f"takes/{drama.id}/{take.id}/frames/{k:03d}.jpg",
             width=720,
             height=1280,
-            scores=_scores(cast[take.scene_id], take.score + 2 * k),
+            scores=frame_scores(cast[take.scene_id], take.score + 2 * k),
             verdict=take.verdict,
             score=take.score + 2 * k - 3 * (len(cast[take.scene_id]) - 1),
         )
@@ -348,6 +349,16 @@ def _takes(*, drama: Drama, owner, scenes: list[Scene], per_scene: int) -> int:
         for take in takes
         if take.review_state
     )
+    book_render_usage(drama=drama, takes=takes)
+    return len(takes)
+
+
+def _with_cast(scenes: list[Scene]) -> list[Scene]:
+    return list(Scene.objects.filter(id__in=[s.id for s in scenes]).prefetch_related("characters"))
+
+
+def book_render_usage(*, drama: Drama, takes: list[Take]) -> None:
+    """The usage ledger's rows for the takes that cost something (offline animatic renders)."""
     UsageRecord.objects.bulk_create(
         UsageRecord(
             provider="local",
@@ -362,8 +373,3 @@ def _takes(*, drama: Drama, owner, scenes: list[Scene], per_scene: int) -> int:
         for take in takes
         if take.cost_usd is not None
     )
-    return len(takes)
-
-
-def _with_cast(scenes: list[Scene]) -> list[Scene]:
-    return list(Scene.objects.filter(id__in=[s.id for s in scenes]).prefetch_related("characters"))

@@ -166,10 +166,14 @@ class Command(BaseCommand):
 
         try:
             status = supervisor.run(on_ready=on_ready)
-        except OSError as error:
+        except serve.PortUnavailable as error:
             raise CommandError(
-                f"Could not listen on {host}:{port} ({error.strerror}). Is another server "
+                f"Could not listen on {host}:{port} ({error}). Is another server "
                 "using the port? Choose another with --port or PORT=..."
+            ) from error
+        except RuntimeError as error:  # the private Valkey did not start (its log says why)
+            raise CommandError(
+                f"{error}\nSet STUDIO_WEB_PROCESSES=1 to serve from one process meanwhile."
             ) from error
         if status:
             raise CommandError("A studio process kept crashing; the studio stopped.")
