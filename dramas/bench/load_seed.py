@@ -16,9 +16,8 @@ from django.utils import timezone
 
 from characters.services import character_create, reference_images_add
 from dramas import services
-from dramas.bench.page import book_render_usage, frame_scores
+from dramas.bench.page import book_render_usage, book_scored_frames
 from dramas.models import (
-    Frame,
     Review,
     ReviewAction,
     ReviewState,
@@ -31,7 +30,6 @@ from dramas.models import (
 from dramas.takes import RENDER
 from studio.jobs.models import Job, JobStatus
 
-FRAMES_PER_TAKE = 4
 USERNAME = "bench-producer"
 PASSWORD = "load-bench-producer-password"
 FACES = Path(__file__).resolve().parents[1] / "demo" / "faces"
@@ -160,27 +158,7 @@ def _finished_takes(*, drama, owner, scenes: list[Scene]) -> list[Take]:
     for take, job in zip(takes, jobs, strict=True):
         take.job_id = job.id
     Take.objects.bulk_update(takes, ["job_id"])
-    cast = {
-        scene.id: list(scene.characters.all())
-        for scene in Scene.objects.filter(id__in=[s.id for s in scenes]).prefetch_related(
-            "characters"
-        )
-    }
-    frames = Frame.objects.bulk_create(
-        Frame(
-            take=take,
-            index=k,
-            time_s=k * 1.5,
-            image=f"takes/{drama.id}/{take.id}/frames/{k:03d}.jpg",
-            width=720,
-            height=1280,
-            scores=frame_scores(cast[take.scene_id], take.score + 2 * k),
-            verdict=take.verdict,
-            score=take.score + 2 * k - 3,
-        )
-        for take in takes
-        for k in range(FRAMES_PER_TAKE)
-    )
+    frames = book_scored_frames(drama=drama, takes=takes, scenes=scenes)
     first_frame = {frame.take_id: frame for frame in frames if frame.index == 0}
     Review.objects.bulk_create(
         Review(

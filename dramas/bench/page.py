@@ -318,23 +318,7 @@ def _takes(*, drama: Drama, owner, scenes: list[Scene], per_scene: int) -> int:
             if take.status in (TakeStatus.DONE, TakeStatus.FAILED)
         ]
     )
-    cast = {scene.id: list(scene.characters.all()) for scene in _with_cast(scenes)}
-    frames = Frame.objects.bulk_create(
-        Frame(
-            take=take,
-            index=k,
-            time_s=k * 1.5,
-            image=f"takes/{drama.id}/{take.id}/frames/{k:03d}.jpg",
-            width=720,
-            height=1280,
-            scores=frame_scores(cast[take.scene_id], take.score + 2 * k),
-            verdict=take.verdict,
-            score=take.score + 2 * k - 3 * (len(cast[take.scene_id]) - 1),
-        )
-        for take in takes
-        if take.status == TakeStatus.DONE
-        for k in range(FRAMES_PER_TAKE)
-    )
+    frames = book_scored_frames(drama=drama, takes=takes, scenes=scenes)
     first_frame = {frame.take_id: frame for frame in frames if frame.index == 0}
     Review.objects.bulk_create(
         Review(
@@ -372,4 +356,26 @@ def book_render_usage(*, drama: Drama, takes: list[Take]) -> None:
         )
         for take in takes
         if take.cost_usd is not None
+    )
+
+
+def book_scored_frames(*, drama: Drama, takes: list[Take], scenes: list[Scene]) -> list[Frame]:
+    """FRAMES_PER_TAKE scored frames for each done take, every character of its scene matched
+    a little below the take's score (named, not written: the pages only link to them)."""
+    cast = {scene.id: list(scene.characters.all()) for scene in _with_cast(scenes)}
+    return Frame.objects.bulk_create(
+        Frame(
+            take=take,
+            index=k,
+            time_s=k * 1.5,
+            image=f"takes/{drama.id}/{take.id}/frames/{k:03d}.jpg",
+            width=720,
+            height=1280,
+            scores=frame_scores(cast[take.scene_id], take.score + 2 * k),
+            verdict=take.verdict,
+            score=take.score + 2 * k - 3 * (len(cast[take.scene_id]) - 1),
+        )
+        for take in takes
+        if take.status == TakeStatus.DONE
+        for k in range(FRAMES_PER_TAKE)
     )
