@@ -134,13 +134,10 @@ def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
 
 def render_estimates(*, drama: Drama, chapter_scene_ids: set[int]):
     """What "Render chapter" and "Render drama" would queue and cost (approved and running
-    scenes skipped): one pass over the drama's scenes, one price lookup."""
-    # Every scene of the drama with what a batch skips; the chapter's are among them.
-    everything = list(take_services.with_batch_flags(Scene.objects.filter(chapter__drama=drama)))
-    chapter_batch = take_services.batch_scenes(
-        scenes=[scene for scene in everything if scene.id in chapter_scene_ids], flagged=True
+    scenes skipped): one grouped query and one price lookup, whatever the drama's size."""
+    drama_batch, chapter_batch = take_services.batch_clips(
+        scenes=Scene.objects.filter(chapter__drama=drama), among=chapter_scene_ids
     )
-    drama_batch = take_services.batch_scenes(scenes=everything, flagged=True)
     return take_services.takes_estimates(drama=drama, batches=[chapter_batch, drama_batch])
 
 

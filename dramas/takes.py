@@ -6,13 +6,25 @@ after commit, so a refused or rolled-back request queues nothing.
 
 import random
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
 from django.utils import timezone
 
 from dramas.keyframe_gate import chosen_keyframes, gate_refusals, keyframes_reserved_usd
@@ -128,27 +140,31 @@ def _clip_estimates_usd(seconds: Sequence[float]) -> list[Decimal | None]:
 
 
 def takes_estimate(*, drama: Drama, scenes: Sequence[Scene], skipped_locked: int = 0) -> Estimate:
-    [estimate] = takes_estimates(drama=drama, batches=[(scenes, skipped_locked)])
+    clips = Counter(scene.duration_s for scene in scenes)
+    [estimate] = takes_estimates(drama=drama, batches=[(clips, skipped_locked)])
     return estimate
 
 
 def takes_estimates(
-    *, drama: Drama, batches: Sequence[tuple[Sequence[Scene], int]]
+    *, drama: Drama, batches: Sequence[tuple[Mapping[float, int], int]]
 ) -> list[Estimate]:
-    """`takes_estimate` for several batches of scenes, each given with its `skipped_locked`
-    count (the drama board's chapter and drama buttons): the price, the spend and the
-    reservations are read once, whatever the number of scenes."""
+    """`takes_estimate` for several batches (the drama board's chapter and drama buttons), each
+    given as its clips' lengths (seconds -> how many clips) and its `skipped_locked` count:
+    the price, the spend and the reservations are read once, each length is priced once."""
     spent_usd = drama_spent_usd(drama_id=drama.id)
     reserved_usd = drama_reserved_usd(drama_id=drama.id)
-    costs = _clip_estimates_usd([scene.duration_s for scenes, _ in batches for scene in scenes])
+    lengths = sorted({seconds for clips, _ in batches for seconds in clips})
+    clip_usd = dict(zip(lengths, _clip_estimates_usd(lengths), strict=True))
     estimates = []
-    for scenes, skipped_locked in batches:
-        mine, costs = costs[: len(scenes)], costs[len(scenes) :]
+    for clips, skipped_locked in batches:
+        costs = [(clip_usd[seconds], count) for seconds, count in clips.items() if count]
         estimates.append(
             Estimate(
-                scenes=len(scenes),
-                seconds=sum(scene.duration_s for scene in scenes),
-                cost_usd=None if any(c is None for c in mine) else sum(mine, Decimal(0)),
+                scenes=sum(clips.values()),
+                seconds=sum(seconds * count for seconds, count in clips.items()),
+                cost_usd=None
+                if any(cost is None for cost, _ in costs)
+                else sum((cost * count for cost, count in costs), Decimal(0)),
                 spent_usd=spent_usd,
                 reserved_usd=reserved_usd,
                 budget_usd=drama.budget_usd,
@@ -224,6 +240,31 @@ def with_batch_flags(scenes: QuerySet[Scene]) -> QuerySet[Scene]:
         batch_locked=Exists(takes.filter(locked=True)),
         batch_busy=Exists(takes.filter(status__in=TAKE_ACTIVE)),
     )
+
+
+def batch_clips(
+    *, scenes: QuerySet[Scene], among: Collection[int] = ()
+) -> tuple[tuple[Counter, int], tuple[Counter, int]]:
+    """What a batch render of `scenes` would queue, and one of those `among` of them (the
+    board's drama and chapter buttons), as `takes_estimates` takes them: the clips' lengths
+    (seconds -> how many) and how many scenes are skipped as approved. One grouped query,
+    a row per length and flags, whatever the number of scenes."""
+    rows = (
+        with_batch_flags(scenes)
+        .annotate(among=Case(When(id__in=list(among), then=True), default=False))
+        .order_by()
+        .values("duration_s", "batch_locked", "batch_busy", "among")
+        .annotate(count=Count("id"))
+    )
+    clips = {"all": Counter(), "among": Counter()}
+    locked = {"all": 0, "among": 0}
+    for row in rows:
+        for scope in ("all", "among") if row["among"] else ("all",):
+            if row["batch_locked"]:
+                locked[scope] += row["count"]
+            elif not row["batch_busy"]:
+                clips[scope][row["duration_s"]] += row["count"]
+    return (clips["all"], locked["all"]), (clips["among"], locked["among"])
 
 
 def batch_scenes(*, scenes: Sequence[Scene], flagged: bool = False) -> tuple[list[Scene], int]:

@@ -90,6 +90,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # `{% url %}` without a resolver walk per link (studio/templatetags/urls.py).
+            "builtins": ["studio.templatetags.urls"],
         },
     },
 ]

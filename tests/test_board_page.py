@@ -130,3 +130,34 @@ def test_it_runs_the_page_benchmark_quickly(django_db_setup, django_db_blocker):
     assert figures["large_board_queries"] == figures["baseline_board_queries"] <= 20
     assert figures["board_queries_constant"] is True and figures["meets_targets"] is True
     assert "load_average_1min_before" in figures
+
+
+@pytest.mark.django_db
+def test_its_render_estimates_agree_with_a_pass_over_every_scene(published_prices):
+    """The board's grouped estimate (one query) against the scene-by-scene rule the render
+    buttons apply: same scenes, seconds, cost and approved scenes skipped."""
+    from dramas import takes as take_services
+    from dramas.models import Scene
+
+    world = create_board(scenes=12)
+    drama, chapter = world["drama"], world["chapter"]
+    other = create_chapter(drama=drama)
+    for last, duration in (("approved", 8.0), ("rendering", 5.0), ("done", 6.5), ("none", 6.5)):
+        create_rendered_scene(chapter=other, last=last, duration_s=duration)
+    chapter_ids = set(chapter.scenes.values_list("id", flat=True))
+
+    chapter_estimate, drama_estimate = live.render_estimates(
+        drama=drama, chapter_scene_ids=chapter_ids
+    )
+
+    everything = list(Scene.objects.filter(chapter__drama=drama))
+    for estimate, scenes in (
+        (chapter_estimate, [scene for scene in everything if scene.id in chapter_ids]),
+        (drama_estimate, everything),
+    ):
+        chosen, skipped = take_services.batch_scenes(scenes=scenes)
+        expected = take_services.takes_estimate(drama=drama, scenes=chosen, skipped_locked=skipped)
+        assert estimate == expected
+    assert drama_estimate.skipped_locked > chapter_estimate.skipped_locked > 0
+    assert drama_estimate.scenes == chapter_estimate.scenes + 2  # the done and the take-less one
+    assert drama_estimate.seconds == chapter_estimate.seconds + 6.5 + 6.5
