@@ -40,6 +40,7 @@ from dramas.takes_display import attach_jobs, latest_takes
 from studio.health import WORKER_STALE_AFTER_S
 from studio.jobs import selectors
 from studio.jobs.models import ACTIVE, Job, JobStatus
+from studio.templatetags.fragments import fragment_key
 
 # `scene`: the scene page and its take pages; the consumer's `chapter` parameter carries the
 # scene's id there (it passes one id through).
@@ -195,6 +196,49 @@ def editor_scenes(*, chapter: Chapter) -> list[Scene]:
             has_takes=Exists(Take.objects.filter(scene=OuterRef("pk")))
         ).prefetch_related("characters", "lines__speaker")
     )
+
+
+def scene_card_key(*, scene: Scene, context: dict) -> str | None:
+    """The chapter editor's key for `scene`'s card (`{% fragment %}`, studio/templatetags/
+    fragments.py): every value the card draws, from the rows `editor_scenes` and
+    `dialog_context` read and the page's context. None while the card is being edited."""
+    if (
+        getattr(context.get("editing_scene"), "id", None) == scene.id
+        or context.get("new_line_scene_id") == scene.id
+        or context.get("editing_line_id") is not None
+    ):
+        return None
+    estimate = context.get("rewrite_estimate")
+    lines = []
+    for line in scene.lines.all():
+        voice = getattr(line, "voice", None)
+        audio = voice.audio if voice else None
+        job = voice.job if voice else None
+        lines.append(
+            (
+                _row(line),
+                line.display_speaker,
+                voice and voice.key,
+                audio and (audio.id, audio.provider, audio.model, audio.duration_s),
+                job and (job.id, job.status, job.progress, job.last_error),
+            )
+        )
+    return fragment_key(
+        "scene-card",
+        _row(scene),
+        getattr(scene, "has_takes", None),
+        [(character.id, character.name) for character in scene.characters.all()],
+        lines,
+        context["drama"].id,
+        bool(context.get("can_edit")),
+        [(character.id, character.name) for character in context.get("characters", ())],
+        estimate and estimate.text,
+    )
+
+
+def _row(instance) -> tuple:
+    """A row's stored values, every column."""
+    return tuple(getattr(instance, field.attname) for field in instance._meta.concrete_fields)
 
 
 def dialog_context(*, chapter: Chapter, scenes: list[Scene], can_edit: bool) -> dict:

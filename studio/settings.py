@@ -96,6 +96,19 @@ TEMPLATES = [
     },
 ]
 
+# --- Caches ---------------------------------------------------------------------------------
+# `fragments`: parts of pages drawn once per state of what they show (their key names it, so
+# no entry is ever stale; studio/templatetags/fragments.py), in each process.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "fragments",
+        "TIMEOUT": 3600,
+        "OPTIONS": {"MAX_ENTRIES": 4000},
+    },
+}
+
 # --- Database -------------------------------------------------------------------------------
 DEFAULT_SQLITE_PATH = VAR_DIR / "studio.sqlite3"
 DATABASES = {
