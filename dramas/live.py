@@ -236,6 +236,19 @@ def scene_card_key(*, scene: Scene, context: dict) -> str | None:
     )
 
 
+def editor_form_keys(*, context: dict) -> dict[str, str]:
+    """Keys of the chapter editor's empty forms (`{% fragment %}`): the new scene's, whose
+    choices are the cast, and the writer's; a form with a visitor's input has none."""
+    keys = {}
+    if not context["new_scene_form"].is_bound:
+        cast = [(character.id, character.name) for character in context["characters"]]
+        keys["new_scene"] = fragment_key("new-scene-form", context["drama"].id, cast)
+    generate_form = context.get("generate_form")
+    if generate_form is not None and not generate_form.is_bound:
+        keys["generate"] = fragment_key("generate-form", context["chapter"].id)
+    return keys
+
+
 def _row(instance) -> tuple:
     """A row's stored values, every column."""
     return tuple(getattr(instance, field.attname) for field in instance._meta.concrete_fields)

@@ -151,3 +151,13 @@ def test_a_line_queued_to_voice_shows_on_its_card(script):
     page = _page(client, script["url"])
     card = page[page.index(f'id="line-{line.id}"') :]
     assert card[: card.index("</li>")].count("Queued to voice") == 1
+
+
+def test_the_new_scene_form_offers_a_character_registered_since(script):
+    client = login(script["drama"].created_by)
+    _page(client, script["url"])
+    jun = create_character(drama=script["drama"], name="Jun")
+    page = _page(client, script["url"])
+    form = page[page.index('id="scenes-panel"') :]
+    form = form[form.index("Add a scene") :]
+    assert f'value="{jun.id}"' in form and "Jun" in form

@@ -15,7 +15,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dramas import services, speech_jobs
 from dramas.delivery.export import with_export_stage
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
-from dramas.live import attach_storyboard, dialog_context, editor_scenes, scene_card_key
+from dramas.live import (
+    attach_storyboard,
+    dialog_context,
+    editor_form_keys,
+    editor_scenes,
+    scene_card_key,
+)
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
 from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.generation import editor_context as generation_editor_context
@@ -79,8 +85,10 @@ def _editor_context(request, chapter: Chapter, **extra) -> dict:
     # The chapter writer's panel, live preview and estimates (dramas/views/generation.py).
     context.update(generation_editor_context(chapter=chapter, can_edit=context["can_edit"]))
     context.update(extra)
-    for scene in scenes:  # each card is drawn once per state of what it shows
+    # Each card and empty form is drawn once per state of what it shows.
+    for scene in scenes:
         scene.card_key = scene_card_key(scene=scene, context=context)
+    context["form_keys"] = editor_form_keys(context=context)
     # A single scene's card shows the listed instance: its lines carry their voices.
     if "scene" in extra:
         listed = next((scene for scene in scenes if scene.id == extra["scene"].id), None)
