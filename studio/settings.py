@@ -119,6 +119,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Django's backend, with each process keeping its connections between requests.
+    DATABASES["default"]["ENGINE"] = "studio.sqlite"
     # Writers take the lock at BEGIN (no upgrade deadlocks between the web and the worker),
     # WAL lets readers run beside one writer, busy_timeout waits instead of failing.
     DATABASES["default"]["OPTIONS"] = {
