@@ -40,7 +40,7 @@ from dramas.takes_display import attach_jobs, latest_takes
 from studio.health import WORKER_STALE_AFTER_S
 from studio.jobs import selectors
 from studio.jobs.models import ACTIVE, Job, JobStatus
-from studio.templatetags.fragments import fragment_key
+from studio.templatetags.fragments import fragment_key, row_values
 
 # `scene`: the scene page and its take pages; the consumer's `chapter` parameter carries the
 # scene's id there (it passes one id through).
@@ -58,14 +58,27 @@ ACTIVE_SCAN_LIMIT = 500  # queued and running jobs read to place them on the boa
 
 
 def queue_context(*, drama: Drama, can_edit: bool) -> dict:
+    sections = selectors.queue_sections(drama_id=drama.id)
+    for section in sections:
+        for job in section.jobs:
+            job.row_key = job_row_key(job=job, drama=drama, can_edit=can_edit)
     return {
         "drama": drama,
         "can_edit": can_edit,
         "summary": selectors.queue_summary(drama_id=drama.id),
-        "sections": selectors.queue_sections(drama_id=drama.id),
+        "sections": sections,
         # Whether anything will run the queue: workers anywhere, by their heartbeats.
         "workers": selectors.workers(stale_after_s=WORKER_STALE_AFTER_S),
     }
+
+
+def job_row_key(*, job: Job, drama: Drama, can_edit: bool) -> str | None:
+    """The queue page's key for a settled job's row (`{% fragment %}`): its columns and the
+    visitor's role. A queued or running job has none: its row shows the clock (a retry's
+    wait, the time left), and moves live anyway."""
+    if job.status in ACTIVE:
+        return None
+    return fragment_key("job-row", row_values(job), drama.id, can_edit)
 
 
 def job_scene_ids(job: Job) -> list[int]:
@@ -131,6 +144,34 @@ def board_context(*, drama: Drama, scenes: list[Scene]) -> dict:
         "chapter_estimate": chapter_estimate,
         "drama_estimate": drama_estimate,
     }
+
+
+def board_tile_key(*, scene: Scene, drama: Drama, can_edit: bool) -> str:
+    """The drama board's key for a scene's tile (`{% fragment %}`): the scene with its cast and
+    line count, its shown take with that take's job, its keyframe and round, its own job
+    (`board_context` attaches them all) and the visitor's role."""
+    take = scene.latest_take
+    board = scene.board
+    return fragment_key(
+        "board-tile",
+        drama.id,
+        can_edit,
+        row_values(scene),
+        scene.line_count,
+        [(character.id, character.name) for character in scene.characters.all()],
+        take
+        and (
+            row_values(take),
+            take.colour,
+            take.threshold,
+            take.never_found,
+            take.live_job and row_values(take.live_job),
+        ),
+        board["chosen"] and row_values(board["chosen"]),
+        board["round"] and row_values(board["round"]),
+        scene.gated,
+        scene.live_job and row_values(scene.live_job),
+    )
 
 
 def render_estimates(*, drama: Drama, chapter_scene_ids: set[int]):
@@ -216,7 +257,7 @@ def scene_card_key(*, scene: Scene, context: dict) -> str | None:
         job = voice.job if voice else None
         lines.append(
             (
-                _row(line),
+                row_values(line),
                 line.display_speaker,
                 voice and voice.key,
                 audio and (audio.id, audio.provider, audio.model, audio.duration_s),
@@ -225,7 +266,7 @@ def scene_card_key(*, scene: Scene, context: dict) -> str | None:
         )
     return fragment_key(
         "scene-card",
-        _row(scene),
+        row_values(scene),
         getattr(scene, "has_takes", None),
         [(character.id, character.name) for character in scene.characters.all()],
         lines,
@@ -247,11 +288,6 @@ def editor_form_keys(*, context: dict) -> dict[str, str]:
     if generate_form is not None and not generate_form.is_bound:
         keys["generate"] = fragment_key("generate-form", context["chapter"].id)
     return keys
-
-
-def _row(instance) -> tuple:
-    """A row's stored values, every column."""
-    return tuple(getattr(instance, field.attname) for field in instance._meta.concrete_fields)
 
 
 def dialog_context(*, chapter: Chapter, scenes: list[Scene], can_edit: bool) -> dict:

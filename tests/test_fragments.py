@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from dramas import services
-from dramas.models import Role
+from dramas.models import Role, Take
 from tests.conftest import login
 from tests.factories import (
     PASSWORD,
@@ -161,3 +161,74 @@ def test_the_new_scene_form_offers_a_character_registered_since(script):
     form = page[page.index('id="scenes-panel"') :]
     form = form[form.index("Add a scene") :]
     assert f'value="{jun.id}"' in form and "Jun" in form
+
+
+# --- The board's tiles, the queue's settled jobs, the take page's frames -----------------------
+
+
+@pytest.fixture
+def board(db):
+    from tests.factories import create_board
+
+    world = create_board(scenes=8)
+    drama = world["drama"]
+    take = Take.objects.filter(scene__chapter=world["chapter"], status="done").order_by("id")[0]
+    world["urls"] = {
+        "board": reverse("drama_board", args=[drama.id]) + f"?chapter={world['chapter'].id}",
+        "queue": reverse("drama_queue", args=[drama.id]),
+        "take": reverse("take_review", args=[drama.id, take.id]),
+    }
+    world["take"] = take
+    return world
+
+
+@pytest.mark.parametrize("role", [Role.PRODUCER, Role.VIEWER])
+@pytest.mark.parametrize("page", ["board", "queue", "take"])
+def test_cached_parts_of_the_live_pages_are_the_parts_drawn_afresh(board, page, role):
+    user = board["drama"].created_by
+    if role == Role.VIEWER:
+        user = add_member(drama=board["drama"], role=Role.VIEWER)
+    client = login(user)
+    url = board["urls"][page]
+    first = _page(client, url)
+    cached = _page(client, url)
+    with override_settings(CACHES=NO_FRAGMENT_CACHE):
+        fresh = _page(client, url)
+    assert _without_tokens(cached) == _without_tokens(fresh) == _without_tokens(first)
+    if page == "board":  # the tiles' own forms follow the role
+        assert ('name="back" value="board"' in cached) == (role == Role.PRODUCER)
+
+
+def test_an_approval_shows_on_its_tile_at_once(board):
+    from dramas import takes as take_services
+
+    client = login(board["drama"].created_by)
+    newest = [
+        scene.takes.order_by("-number").first()
+        for scene in board["chapter"].scenes.all()
+        if not scene.takes.filter(locked=True).exists()
+    ]
+    take = next(take for take in newest if take is not None and take.status == "done")
+    tile = f'id="tile-{take.scene_id}"'
+    before = _page(client, board["urls"]["board"])
+    take_services.take_approve(take=take, user=board["drama"].created_by)
+
+    after = _page(client, board["urls"]["board"])
+    shown = after[after.index(tile) :]
+    assert "Approved · locked" in shown[: shown.index("</article>")]
+    assert after.count("Approved · locked") == before.count("Approved · locked") + 1
+
+
+def test_a_retried_job_leaves_the_failed_section_at_once(board):
+    from studio.jobs.models import Job, JobStatus
+    from studio.jobs.services import job_retry
+
+    client = login(board["drama"].created_by)
+    failed = Job.objects.filter(drama_id=board["drama"].id, status=JobStatus.FAILED).first()
+    page = _page(client, board["urls"]["queue"])
+    row = page[page.index(f'id="job-{failed.id}"') :]
+    assert 'class="badge red">Failed' in row[: row.index("</tr>")]
+    job_retry(job=failed)
+    page = _page(client, board["urls"]["queue"])
+    row = page[page.index(f'id="job-{failed.id}"') :]
+    assert "Failed" not in row[: row.index("</tr>")] and "Queued" in row[: row.index("</tr>")]

@@ -106,6 +106,8 @@ def drama_board(request, drama):
         # The queue summary and each scene's running job (also pushed live, dramas/live.py).
         **live.board_context(drama=drama, scenes=scenes),
     }
+    for scene in context["scenes"]:  # each tile is drawn once per state of what it shows
+        scene.tile_key = live.board_tile_key(scene=scene, drama=drama, can_edit=context["can_edit"])
     if request.htmx and request.htmx.target == "board-body":
         return render(request, "dramas/board.html#board-body", context)
     return render(request, "dramas/board.html", context)

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dramas import takes as take_services
 from dramas.models import Chapter, Frame, ReviewAction, Role, Scene, Take
 from dramas.takes import PRIORITIES
-from dramas.takes_display import attach_jobs, decorate_frames
+from dramas.takes_display import attach_jobs, decorate_frames, take_frames_key
 from dramas.views.helpers import can, done, drama_view
 
 
@@ -143,6 +143,8 @@ def take_review(request, drama, take_id: int):
     take = _take(drama, take_id)
     [take] = attach_jobs([take])
     history = attach_jobs(list(take.scene.takes.select_related("scene__chapter__drama")))
+    frames = decorate_frames(take)
+    can_edit = can(request, Role.EDITOR)
     return render(
         request,
         "dramas/take_review.html",
@@ -150,7 +152,8 @@ def take_review(request, drama, take_id: int):
             "drama": drama,
             "scene": take.scene,
             "take": take,
-            "frames": decorate_frames(take),
+            "frames": frames,
+            "frames_key": take_frames_key(take=take, frames=frames, can_edit=can_edit),
             "history": history,
             "reviews": take.reviews.select_related("user", "frame")[:50],
             "estimate": take_services.takes_estimate(drama=drama, scenes=[take.scene]),
@@ -160,7 +163,7 @@ def take_review(request, drama, take_id: int):
             "voice_notes": list(
                 dict.fromkeys(e["voice_note"] for e in take.dialog_track if e.get("voice_note"))
             ),
-            "can_edit": can(request, Role.EDITOR),
+            "can_edit": can_edit,
         },
     )
 

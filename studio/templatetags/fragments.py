@@ -28,6 +28,11 @@ def fragment_key(*parts) -> str:
     return "fragment:" + hashlib.blake2b(repr(parts).encode(), digest_size=20).hexdigest()
 
 
+def row_values(instance) -> tuple:
+    """A model instance's stored values, every column: for keys of parts that draw a row."""
+    return tuple(getattr(instance, field.attname) for field in instance._meta.concrete_fields)
+
+
 class FragmentNode(template.Node):
     def __init__(self, key: template.base.FilterExpression, nodelist: template.NodeList):
         self.key = key
