@@ -198,6 +198,7 @@ class Supervisor:
             listeners = listening_sockets(host=self.host, port=self.port, count=self.web_processes)
         except OSError as error:
             raise PortUnavailable(error.strerror or str(error)) from error
+        self.port = listeners[0].getsockname()[1]  # the one bound, when asked for port 0
         with contextlib.ExitStack() as stack:
             for listener in listeners:
                 stack.enter_context(listener)

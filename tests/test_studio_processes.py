@@ -254,3 +254,30 @@ def test_clients_that_drop_their_requests_leave_one_info_line_each(studio):
     answered = len(re.findall(r"GET /dramas/1/ 200 ", log))
     assert gone >= 1
     assert 31 - dropped <= answered and gone + answered <= 31
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_port_0_serves_on_a_free_port_and_says_which(tmp_path, processes):
+    log_path = tmp_path / "studio.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "studio", "--port", "0", "--no-seed"],
+            cwd=REPO,
+            env=studio_env(tmp_path) | {"STUDIO_WEB_PROCESSES": processes},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (
+            said := re.search(r"serving at http://127\.0\.0\.1:(\d+)/", log_path.read_text())
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        port = int(said.group(1))
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)

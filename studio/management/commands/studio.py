@@ -98,10 +98,11 @@ class Command(BaseCommand):
         shown_host = "localhost" if host in ("0.0.0.0", "::") else host
         if ":" in shown_host:
             shown_host = f"[{shown_host}]"
-        url = f"http://{shown_host}:{port}/"
         self.ready = False
 
-        def announce() -> None:
+        def announce(bound_port: int) -> None:
+            # The port bound (`--port 0` asks for any free one).
+            url = f"http://{shown_host}:{bound_port}/"
             self.stdout.write(self.style.SUCCESS(f"Drama Studio is serving at {url}"))
             if login:
                 self.stdout.write(login)
@@ -128,7 +129,8 @@ class Command(BaseCommand):
             self.ready = True
             if settings.STUDIO_EMBEDDED_WORKER:
                 self.start_worker()
-            announce()
+            bound = [address[1] for address in self.server.listening_addresses]
+            announce(bound[0] if bound else port)
 
         from daphne.endpoints import build_endpoint_description_strings
 
@@ -160,7 +162,7 @@ class Command(BaseCommand):
         )
 
         def on_ready() -> None:
-            announce()
+            announce(supervisor.port)
             what = "a job worker" if settings.STUDIO_EMBEDDED_WORKER else "no job worker"
             self.stdout.write(f"{processes} web processes and {what} share the work.")
 
@@ -195,14 +197,15 @@ class Command(BaseCommand):
 
         from studio.asgi import application
 
-        Server(
+        self.server = Server(
             application=QuietDisconnects(ASGIStaticFilesHandler(application)),
             endpoints=endpoints,
             signal_handlers=True,
             action_logger=log_request,
             ready_callable=on_ready,
             verbosity=verbosity,
-        ).run()
+        )
+        self.server.run()
 
     def start_worker(self) -> None:
         """Run the job worker as a task on Daphne's loop; stop it before the reactor stops."""
