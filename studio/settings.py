@@ -105,7 +105,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "fragments",
         "TIMEOUT": 3600,
-        "OPTIONS": {"MAX_ENTRIES": 4000},
+        "OPTIONS": {"MAX_ENTRIES": 2000},
     },
 }
 
