@@ -267,20 +267,15 @@ def batch_clips(
     return (clips["all"], locked["all"]), (clips["among"], locked["among"])
 
 
-def batch_scenes(*, scenes: Sequence[Scene], flagged: bool = False) -> tuple[list[Scene], int]:
+def batch_scenes(*, scenes: Sequence[Scene]) -> tuple[list[Scene], int]:
     """The scenes a batch render should touch: not those with an approved (locked) take, nor
-    those already rendering. Returns (scenes, how many were skipped as approved).
-
-    `flagged`: the scenes come from `with_batch_flags` (no query then)."""
-    if flagged:
-        flags = {scene.id: (scene.batch_locked, scene.batch_busy) for scene in scenes}
-    else:
-        ids = [scene.id for scene in scenes]
-        rows = with_batch_flags(Scene.objects.filter(id__in=ids))
-        flags = {
-            id_: (locked, busy)
-            for id_, locked, busy in rows.values_list("id", "batch_locked", "batch_busy")
-        }
+    those already rendering. Returns (scenes, how many were skipped as approved)."""
+    ids = [scene.id for scene in scenes]
+    rows = with_batch_flags(Scene.objects.filter(id__in=ids))
+    flags = {
+        id_: (locked, busy)
+        for id_, locked, busy in rows.values_list("id", "batch_locked", "batch_busy")
+    }
     chosen = [scene for scene in scenes if not any(flags.get(scene.id, (False, False)))]
     return chosen, sum(1 for scene in scenes if flags.get(scene.id, (False, False))[0])
 
