@@ -130,3 +130,15 @@ def test_connections_to_a_deleted_database_are_closed(database, tmp_path):
     with pytest.raises(sqlite3.ProgrammingError):
         old.execute("SELECT 1")
     base.pool.close_all()
+
+
+def test_a_connection_whose_file_was_replaced_while_open_is_not_kept(database, tmp_path):
+    wrapper = database()
+    opened = _raw(wrapper)
+    for leftover in tmp_path.glob("pooled.sqlite3*"):
+        leftover.unlink()
+    sqlite3.connect(tmp_path / "pooled.sqlite3").close()  # a new file at the same path
+    wrapper.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        opened.execute("SELECT 1")  # closed, not kept for the new file
+    assert _raw(database()) is not opened

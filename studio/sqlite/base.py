@@ -26,26 +26,28 @@ class _Pool:
         self._idle: dict[str, list[tuple[object, tuple[int, int]]]] = {}
 
     def take(self, path: str):
+        """A kept connection to the file now at `path` and the file's identity, or None."""
         identity = _file_identity(path)
         with self._lock:
             idle = self._idle.get(path, [])
             while idle:
                 connection, made_on = idle.pop()
                 if made_on == identity:
-                    return connection
+                    return connection, made_on
                 _close_quietly(connection)  # the file was replaced
         return None
 
-    def give(self, path: str, connection) -> bool:
-        identity = _file_identity(path)
-        if identity is None:
+    def give(self, path: str, connection, *, made_on: tuple[int, int] | None) -> bool:
+        """Keep `connection`, opened on the file `made_on` identifies, if that file is still
+        the one at `path` and the pool has room."""
+        if made_on is None or _file_identity(path) != made_on:
             return False
         with self._lock:
             self._drop_replaced(keep=path)
             idle = self._idle.setdefault(path, [])
             if len(idle) >= POOL_SIZE:
                 return False
-            idle.append((connection, identity))
+            idle.append((connection, made_on))
         return True
 
     def _drop_replaced(self, *, keep: str) -> None:
@@ -90,15 +92,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return not self.is_in_memory_db()
 
     def get_new_connection(self, conn_params):
-        if self._pooled():
-            connection = pool.take(str(self.settings_dict["NAME"]))
-            if connection is not None:
-                # The settings Django gives a new connection, whatever the last user left.
-                for command in ("PRAGMA foreign_keys = ON", *self.init_commands):
-                    if command := command.strip():
-                        connection.execute(command)
-                return connection
-        return super().get_new_connection(conn_params)
+        self.opened_on = None  # the database file's identity, for the pool
+        if not self._pooled():
+            return super().get_new_connection(conn_params)
+        path = str(self.settings_dict["NAME"])
+        kept = pool.take(path)
+        if kept is None:
+            connection = super().get_new_connection(conn_params)
+            self.opened_on = _file_identity(path)
+            return connection
+        connection, self.opened_on = kept
+        # The settings Django gives a new connection, whatever the last user left.
+        for command in ("PRAGMA foreign_keys = ON", *self.init_commands):
+            if command := command.strip():
+                connection.execute(command)
+        return connection
 
     def _close(self):
         connection = self.connection
@@ -107,7 +115,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and self._pooled()
             and not self.in_atomic_block
             and not connection.in_transaction
-            and pool.give(str(self.settings_dict["NAME"]), connection)
+            and pool.give(
+                str(self.settings_dict["NAME"]),
+                connection,
+                made_on=getattr(self, "opened_on", None),
+            )
         ):
             return None
         return super()._close()
