@@ -8,7 +8,6 @@ from django.db.models import OuterRef, Subquery
 
 from dramas.models import Frame, Scene, Take, Verdict
 from studio.jobs.models import Job
-from studio.templatetags.fragments import fragment_key, row_values
 
 
 @dataclass(frozen=True)
@@ -67,15 +66,6 @@ def decorate_frames(take: Take) -> list[Frame]:
         frame.badges = frame_badges(frame, threshold)
         frame.colour = score_colour(frame.score, threshold) if frame.score is not None else "grey"
     return frames
-
-
-def take_frames_key(*, take: Take, frames: list[Frame], can_edit: bool) -> str:
-    """The take page's key for its frames (`{% fragment %}`): the take's state, each frame's
-    row with its badges, the visitor's role (`decorate_frames` gives the frames)."""
-    drawn = [(row_values(frame), frame.badges, frame.colour) for frame in frames]
-    return fragment_key(
-        "take-frames", take.scene.chapter.drama_id, take.id, take.status, can_edit, drawn
-    )
 
 
 def attach_jobs(takes: list[Take], *, known: dict[int, Job] | None = None) -> list[Take]:

@@ -15,14 +15,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dramas import services, speech_jobs
 from dramas.delivery.export import with_export_stage
 from dramas.forms import ChapterForm, DialogLineForm, SceneForm, VersionForm
-from dramas.live import (
-    attach_storyboard,
-    dialog_context,
-    editor_form_keys,
-    editor_scenes,
-    scene_card_key,
-)
+from dramas.live import attach_storyboard, dialog_context, editor_scenes
 from dramas.models import Chapter, ChapterVersion, DialogLine, Role, Scene
+from dramas.page_parts import editor_form_keys, scene_card_key
 from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.generation import editor_context as generation_editor_context
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view

@@ -11,6 +11,7 @@ from dramas.costs import dramas_spend
 from dramas.delivery.export import with_export_stage
 from dramas.forms import DramaForm, MemberForm
 from dramas.models import Drama, Membership, Role
+from dramas.page_parts import board_tile_key
 from dramas.stages import chapter_stage, chapters_with_stage
 from dramas.views.helpers import INVALID, add_errors, can, done, drama_view
 
@@ -107,7 +108,7 @@ def drama_board(request, drama):
         **live.board_context(drama=drama, scenes=scenes),
     }
     for scene in context["scenes"]:  # each tile is drawn once per state of what it shows
-        scene.tile_key = live.board_tile_key(scene=scene, drama=drama, can_edit=context["can_edit"])
+        scene.tile_key = board_tile_key(scene=scene, drama=drama, can_edit=context["can_edit"])
     if request.htmx and request.htmx.target == "board-body":
         return render(request, "dramas/board.html#board-body", context)
     return render(request, "dramas/board.html", context)

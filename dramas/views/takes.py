@@ -13,8 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dramas import takes as take_services
 from dramas.models import Chapter, Frame, ReviewAction, Role, Scene, Take
+from dramas.page_parts import take_frames_key
 from dramas.takes import PRIORITIES
-from dramas.takes_display import attach_jobs, decorate_frames, take_frames_key
+from dramas.takes_display import attach_jobs, decorate_frames
 from dramas.views.helpers import can, done, drama_view
 
 

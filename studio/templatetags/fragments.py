@@ -1,7 +1,7 @@
 """`{% fragment key %}…{% endfragment %}`: a part of a page drawn once per key.
 
 The key names everything the part shows (the view computes it from the rows it has read, see
-`dramas.live.scene_card_key`), so an entry is never stale: changed data is a new key, and the
+`dramas/page_parts.py`), so an entry is never stale: changed data is a new key, and the
 old entry ages out of the bounded cache (`CACHES["fragments"]`, in each process). No key
 (empty, None) draws the part every time.
 
